@@ -1,0 +1,437 @@
+/**
+ * The aggregate job (the coordinator): plan, scan every range on the pool, hold or spill the
+ * partial sections, merge every partition on the pool, write rejects and the summary, commit.
+ * The coordinator never parses rows.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { SegflowError } from './errors.js';
+import { SegflowPool, abortError } from './pool.js';
+import { resolveInputs } from './inputs.js';
+import { readSchema, type FileSchema } from './schema.js';
+import { defaultRangeSize, planRanges, queueOrder, type Range } from './split.js';
+import type { ScanOutput, ScanTask } from './scan.js';
+import type { MergeOutput, MergeTask, SegmentRef } from './merge.js';
+import { F_DATE, F_QTY } from './table.js';
+import { formatScaled } from './util/exact.js';
+import { OutputDir } from './output.js';
+import type { AggregateOptions, AggregateSummary, InputSummary, ProgressEvent, Stage } from './types.js';
+import { VERSION } from './version.js';
+
+/** The default number of shards (hash partitions), fixed so output does not depend on workers. */
+export const DEFAULT_SHARDS = 8;
+
+/** The default memory budget for partials held between scan and merge: a quarter of RAM. */
+export function defaultMemory(): number {
+  return Math.floor(os.totalmem() / 4);
+}
+
+/** The name of shard p of P. */
+export function shardName(prefix: string, p: number, P: number): string {
+  return `${prefix}-${String(p).padStart(5, '0')}-of-${String(P).padStart(5, '0')}.csv`;
+}
+
+/** What the aggregate stage hands to `segment`. */
+export interface AggregateResult {
+  summary: AggregateSummary;
+  output: OutputDir;
+  pool: SegflowPool;
+  ownPool: boolean;
+}
+
+/** Validate and fill the options. */
+function settle(o: AggregateOptions) {
+  const shards = o.shards ?? DEFAULT_SHARDS;
+  if (!Number.isInteger(shards) || shards < 1 || shards > 65535) throw new SegflowError('ERR_USAGE', `--shards must be an integer from 1 to 65535, got ${o.shards}`);
+  if (o.rangeSize !== undefined && (!Number.isInteger(o.rangeSize) || o.rangeSize < 1)) {
+    throw new SegflowError('ERR_USAGE', `--range-size must be a positive integer (bytes), got ${o.rangeSize}`);
+  }
+  const memory = o.memory ?? defaultMemory();
+  if (!(memory > 0)) throw new SegflowError('ERR_USAGE', `--memory must be a positive number of bytes, got ${o.memory}`);
+  const maxBadRatio = o.maxBadRatio ?? 1;
+  if (!(maxBadRatio >= 0 && maxBadRatio <= 1)) throw new SegflowError('ERR_USAGE', `--max-bad-ratio must be between 0 and 1, got ${o.maxBadRatio}`);
+  if (o.format !== undefined && o.format !== 'csv' && o.format !== 'jsonl') throw new SegflowError('ERR_USAGE', `--format must be csv or jsonl, got ${o.format}`);
+  return { shards, memory, maxBadRatio };
+}
+
+/** Run `aggregate`: resolves to the summary it writes as summary.json. */
+export async function aggregate(options: AggregateOptions): Promise<AggregateSummary> {
+  const r = await runAggregate(options, 'aggregate');
+  try {
+    r.output.commit();
+  } finally {
+    if (r.ownPool) await r.pool.destroy();
+  }
+  return r.summary;
+}
+
+/**
+ * The aggregate stage, leaving the output uncommitted (so `segment` can add its files) and the
+ * pool open. On failure everything is cleaned up and the error rethrown.
+ */
+export async function runAggregate(options: AggregateOptions, command: 'aggregate' | 'segment'): Promise<AggregateResult> {
+  const t0 = performance.now();
+  const { shards, memory, maxBadRatio } = settle(options);
+  const signal = options.signal;
+  if (signal?.aborted) throw abortError();
+  const timings: Record<string, number> = {};
+  const warnings: string[] = [];
+
+  // --- plan
+  const files = resolveInputs(options.input);
+  const schemas = files.map((f) => readSchema(f, options));
+  const output = OutputDir.create(options.out, options.force);
+  const ownPool = !options.pool;
+  const pool = options.pool ?? new SegflowPool({ workers: options.workers });
+  const cleanup = async (): Promise<void> => {
+    output.discard();
+    if (ownPool) await pool.destroy();
+  };
+  try {
+    const totalBytes = schemas.reduce((s, f) => s + (f.compressed ? f.size * 4 : f.size - f.dataStart), 0);
+    const rangeSize = options.rangeSize ?? defaultRangeSize(totalBytes, pool.workers);
+    let ranges = planRanges(schemas, rangeSize);
+    const flags = (schemas.some((s) => s.names[2]) ? F_QTY : 0) | (schemas.some((s) => s.names[3]) ? F_DATE : 0);
+    checkConsistent(schemas, options);
+    timings.plan = performance.now() - t0;
+    const progress = new Progress(options.onProgress, t0, totalBytes);
+    progress.emit('plan', 0, 1);
+
+    // --- scan
+    const t1 = performance.now();
+    const spill = new SpillStore(output.file('_spill'), memory);
+    let retries = 0;
+    const results = new Map<string, ScanOutput>();
+    const key = (r: { fileIndex: number; rangeIndex: number }): string => `${r.fileIndex}:${r.rangeIndex}`;
+    let taskIndex = 0;
+    const runScan = async (r: Range, total: number): Promise<void> => {
+      const s = schemas[r.fileIndex];
+      const task: ScanTask & { taskIndex: number } = {
+        file: s.file,
+        fileIndex: r.fileIndex,
+        rangeIndex: r.rangeIndex,
+        start: r.start,
+        end: r.end,
+        atRecordStart: r.atRecordStart,
+        compressed: s.compressed,
+        format: s.format,
+        delimiter: s.delimiter,
+        fieldCount: s.fieldCount,
+        user: s.user,
+        amount: s.amount,
+        quantity: s.quantity,
+        date: s.date,
+        keys: s.format === 'jsonl' ? s.names : undefined,
+        names: s.names,
+        partitions: shards,
+        taskIndex: taskIndex++,
+      };
+      const label = s.compressed ? `${s.file} (whole file)` : `${s.file} bytes ${r.start}-${r.end}`;
+      const out = await pool.run<ScanOutput>('scan', task, {
+        signal,
+        label,
+        onRetry: () => {
+          retries++;
+        },
+      });
+      const prev = results.get(key(r));
+      if (prev) spill.release(prev);
+      results.set(key(r), out);
+      await spill.hold(out);
+      progress.scanned(r.weight, out.rows, out.rejected, total);
+      const seen = progress.records + progress.rejects;
+      if (maxBadRatio < 1 && seen > 0 && progress.rejects / seen > maxBadRatio && progress.rejects > 0) {
+        throw new SegflowError('ERR_TOO_MANY_REJECTS', `rejected ${progress.rejects} of ${seen} rows read so far (${(100 * progress.rejects / seen).toFixed(2)}%), over --max-bad-ratio ${maxBadRatio}; see the reasons with --max-bad-ratio 1 in rejects.jsonl`, { rejected: progress.rejects, read: seen });
+      }
+    };
+    await runAll(queueOrder(ranges), (r) => runScan(r, ranges.length), signal);
+
+    // a file whose quoted fields span lines cannot be split by bytes: read it again in one range
+    const whole = new Set<number>();
+    for (const out of results.values()) {
+      if (out.quotedNewlines > 0 && ranges.filter((r) => r.fileIndex === out.fileIndex).length > 1) whole.add(out.fileIndex);
+    }
+    if (whole.size > 0) {
+      for (const fi of whole) {
+        warnings.push(`${schemas[fi].file}: quoted fields span lines, so byte ranges cannot place every record; the file was read again in one range`);
+        for (const r of ranges.filter((x) => x.fileIndex === fi)) {
+          const old = results.get(key(r));
+          if (old) {
+            spill.release(old);
+            progress.unscan(r.weight, old.rows, old.rejected);
+            results.delete(key(r));
+          }
+        }
+      }
+      const redo: Range[] = [...whole].map((fi) => ({
+        fileIndex: fi,
+        rangeIndex: 0,
+        start: schemas[fi].dataStart,
+        end: schemas[fi].size,
+        atRecordStart: true,
+        weight: schemas[fi].size - schemas[fi].dataStart,
+      }));
+      ranges = ranges.filter((r) => !whole.has(r.fileIndex)).concat(redo);
+      await runAll(redo, (r) => runScan(r, ranges.length), signal);
+    }
+    timings.scan = performance.now() - t1;
+
+    // --- merge
+    const t2 = performance.now();
+    const outs = [...results.values()];
+    const scale = Math.max(0, ...outs.map((o) => o.scale));
+    const qscale = Math.max(0, ...outs.map((o) => o.qscale));
+    const dateHasTime = outs.some((o) => o.dateHasTime);
+    const shardFiles: string[] = [];
+    for (let p = 0; p < shards; p++) shardFiles.push(shardName('users', p, shards));
+    const merged: MergeOutput[] = new Array(shards);
+    let mergedCount = 0;
+    await runAll(
+      Array.from({ length: shards }, (_, p) => p),
+      async (p) => {
+        const task: MergeTask = {
+          partition: p,
+          partitions: shards,
+          segments: outs.map((o) => spill.ref(o, p)),
+          flags,
+          scale,
+          qscale,
+          dateHasTime,
+          outFile: output.file(shardFiles[p]),
+        };
+        merged[p] = await pool.run<MergeOutput>('merge', task, { signal, label: `partition ${p}`, onRetry: () => retries++ });
+        progress.emit('merge', ++mergedCount, shards);
+      },
+      signal,
+    );
+    spill.clear();
+    timings.merge = performance.now() - t2;
+
+    // --- rejects and summary
+    const t3 = performance.now();
+    const inputs = writeRejects(output.file('rejects.jsonl'), schemas, ranges, results);
+    const rowsCounted = outs.reduce((s, o) => s + o.rows, 0);
+    const rowsRejected = outs.reduce((s, o) => s + o.rejected, 0);
+    const mergedRows = merged.reduce((s, m) => s + m.rows, 0);
+    if (mergedRows !== rowsCounted) throw new SegflowError('ERR_INTERNAL', `row count mismatch: scanned ${rowsCounted}, merged ${mergedRows}`);
+    const total = merged.reduce((s, m) => s + BigInt(m.total), 0n);
+    const quantity = merged.reduce((s, m) => s + BigInt(m.quantity), 0n);
+    timings.write = performance.now() - t3;
+    timings.total = performance.now() - t0;
+    const seen = rowsCounted + rowsRejected;
+    if (maxBadRatio < 1 && seen > 0 && rowsRejected / seen > maxBadRatio) {
+      throw new SegflowError('ERR_TOO_MANY_REJECTS', `rejected ${rowsRejected} of ${seen} rows (${(100 * rowsRejected / seen).toFixed(2)}%), over --max-bad-ratio ${maxBadRatio}`, { rejected: rowsRejected, read: seen });
+    }
+    const summary: AggregateSummary = {
+      command,
+      version: VERSION,
+      out: output.out,
+      inputs,
+      rows: { read: seen, counted: rowsCounted, rejected: rowsRejected, emptyLines: outs.reduce((s, o) => s + o.emptyLines, 0) },
+      users: merged.reduce((s, m) => s + m.users, 0),
+      total: formatScaled(total, scale),
+      quantity: flags & F_QTY ? formatScaled(quantity, qscale) : undefined,
+      scale,
+      shards,
+      files: [...shardFiles, 'rejects.jsonl', 'summary.json'],
+      workers: pool.workers,
+      rangeSize,
+      memory,
+      spilled: { partitions: spill.spilledSections, bytes: spill.spilledBytes },
+      retries,
+      warnings,
+      timings: roundTimings(timings),
+      mbPerSec: Math.round((totalBytes / 1e6 / (timings.total / 1000)) * 10) / 10,
+    };
+    if (command === 'aggregate') fs.writeFileSync(output.file('summary.json'), JSON.stringify(summary, null, 2) + '\n');
+    progress.emit('merge', shards, shards);
+    return { summary, output, pool, ownPool };
+  } catch (err) {
+    await cleanup();
+    if (signal?.aborted) throw abortError();
+    throw err;
+  }
+}
+
+/** All files must agree on which optional columns they have (the shards have one header). */
+function checkConsistent(schemas: FileSchema[], o: AggregateOptions): void {
+  const q = schemas.filter((s) => s.names[2]).length;
+  if (q > 0 && q < schemas.length) {
+    const missing = schemas.find((s) => !s.names[2])!;
+    if (!o.quantityCol) {
+      throw new SegflowError('ERR_COLUMN', `some inputs have a quantity column and ${missing.file} has none; pass --quantity-col NAME or --quantity-col none`, { file: missing.file });
+    }
+  }
+}
+
+function roundTimings(t: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(t)) out[k] = Math.round(v * 10) / 10;
+  return out;
+}
+
+/**
+ * Run `fn` over items, all queued on the pool at once (the pool's queue balances them); the first
+ * failure aborts the rest.
+ */
+export async function runAll<T>(items: T[], fn: (item: T) => Promise<void>, signal?: AbortSignal): Promise<void> {
+  if (signal?.aborted) throw abortError();
+  let failed: unknown;
+  await Promise.all(
+    items.map((item) =>
+      fn(item).catch((err) => {
+        if (failed === undefined) failed = err;
+      }),
+    ),
+  );
+  if (failed !== undefined) throw failed;
+}
+
+/** Progress bookkeeping and events. */
+class Progress {
+  bytes = 0;
+  records = 0;
+  rejects = 0;
+  done = 0;
+  constructor(
+    private readonly cb: ((e: ProgressEvent) => void) | undefined,
+    private readonly t0: number,
+    private readonly totalBytes: number,
+  ) {}
+  scanned(bytes: number, rows: number, rejects: number, total: number): void {
+    this.bytes += bytes;
+    this.records += rows;
+    this.rejects += rejects;
+    this.done++;
+    this.emit('scan', this.done, total);
+  }
+  unscan(bytes: number, rows: number, rejects: number): void {
+    this.bytes -= bytes;
+    this.records -= rows;
+    this.rejects -= rejects;
+    this.done--;
+  }
+  emit(stage: Stage, done: number, total: number): void {
+    if (!this.cb) return;
+    this.cb({
+      stage,
+      bytes: Math.min(this.bytes, this.totalBytes),
+      totalBytes: this.totalBytes,
+      records: this.records,
+      rejects: this.rejects,
+      done,
+      total,
+      elapsedMs: performance.now() - this.t0,
+    });
+  }
+}
+
+/**
+ * Partial sections between scan and merge: held in shared memory up to the budget, then written
+ * to spill files (one per scan task, sections back to back) and read back by the merge tasks.
+ */
+class SpillStore {
+  held = 0;
+  spilledSections = 0;
+  spilledBytes = 0;
+  private readonly files = new Map<ScanOutput, { path: string; offsets: number[]; lengths: number[] }>();
+  private n = 0;
+  constructor(
+    private readonly dir: string,
+    private readonly budget: number,
+  ) {}
+
+  async hold(out: ScanOutput): Promise<void> {
+    const bytes = out.sections.reduce((s, b) => s + b.byteLength, 0);
+    if (this.held + bytes <= this.budget) {
+      this.held += bytes;
+      return;
+    }
+    fs.mkdirSync(this.dir, { recursive: true });
+    const file = path.join(this.dir, `part-${this.n++}.bin`);
+    const offsets: number[] = [];
+    const lengths: number[] = [];
+    let off = 0;
+    const fh = await fs.promises.open(file, 'w');
+    try {
+      for (const s of out.sections) {
+        const view = new Uint8Array(s);
+        await fh.write(view, 0, view.length, off);
+        offsets.push(off);
+        lengths.push(view.length);
+        off += view.length;
+        // keep sections 8-byte aligned in the file
+        off = (off + 7) & ~7;
+      }
+    } finally {
+      await fh.close();
+    }
+    this.spilledSections += out.sections.length;
+    this.spilledBytes += bytes;
+    this.files.set(out, { path: file, offsets, lengths });
+    out.sections = [];
+  }
+
+  release(out: ScanOutput): void {
+    const f = this.files.get(out);
+    if (f) {
+      fs.rmSync(f.path, { force: true });
+      this.files.delete(out);
+    } else this.held -= out.sections.reduce((s, b) => s + b.byteLength, 0);
+  }
+
+  ref(out: ScanOutput, p: number): SegmentRef {
+    const f = this.files.get(out);
+    if (f) return { path: f.path, offset: f.offsets[p], length: f.lengths[p] };
+    return { shared: out.sections[p] };
+  }
+
+  clear(): void {
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Write rejects.jsonl with 1-based line numbers in each file, in file and offset order. */
+function writeRejects(file: string, schemas: FileSchema[], ranges: Range[], results: Map<string, ScanOutput>): InputSummary[] {
+  const fd = fs.openSync(file, 'w');
+  const inputs: InputSummary[] = [];
+  try {
+    schemas.forEach((s, fi) => {
+      const rs = ranges.filter((r) => r.fileIndex === fi).sort((a, b) => a.start - b.start);
+      let line = s.headerLines;
+      const sum: InputSummary = {
+        file: s.file,
+        bytes: s.size,
+        format: s.format,
+        compressed: s.compressed,
+        ranges: rs.length,
+        rows: 0,
+        rejected: 0,
+        emptyLines: 0,
+        columns: { user: s.names[0], amount: s.names[1], ...(s.names[2] ? { quantity: s.names[2] } : {}), ...(s.names[3] ? { date: s.names[3] } : {}) },
+      };
+      for (const r of rs) {
+        const out = results.get(`${r.fileIndex}:${r.rangeIndex}`);
+        if (!out) throw new SegflowError('ERR_INTERNAL', `no result for ${s.file} range ${r.rangeIndex}`);
+        sum.rows += out.rows;
+        sum.rejected += out.rejected;
+        sum.emptyLines += out.emptyLines;
+        let text = '';
+        for (const j of out.rejects) {
+          text += JSON.stringify({ file: s.file, line: line + j.line + 1, offset: j.offset, reason: j.reason, text: j.text }) + '\n';
+          if (text.length > 1 << 20) {
+            fs.writeSync(fd, text);
+            text = '';
+          }
+        }
+        if (text) fs.writeSync(fd, text);
+        line += out.newlines;
+      }
+      inputs.push(sum);
+    });
+  } finally {
+    fs.closeSync(fd);
+  }
+  return inputs;
+}

@@ -1,0 +1,831 @@
+/**
+ * Stage 2, scan: read one byte range of one file and fold its rows into a per-key table.
+ *
+ * Beam's rule for text ranges: a range [start, end) owns every record whose first byte lies in
+ * it; a range with start > 0 skips the partial line it starts in; the record that starts before
+ * `end` is read to its end, even past `end`.
+ *
+ * The hot loop works on bytes in a reused buffer: newline search with the native indexOf, fields
+ * located by byte, numbers parsed from bytes, the key hash computed in the same pass. Parsed rows
+ * go into small typed arrays and are folded into the table in a second tight loop, so the table's
+ * random accesses overlap instead of waiting on each other.
+ */
+import fs from 'node:fs';
+import zlib from 'node:zlib';
+import { KeyTable, F_QTY, F_DATE, COUNT, SUM, finalizeHash } from './table.js';
+import { encodeSections } from './partial.js';
+import { EMPTY, INVALID, OK, TOO_PRECISE, parseDate, parseDecimal, type ParseOut } from './util/bytes.js';
+import { LIMB_MAX, MAX_SCALE, addBig } from './util/exact.js';
+import { SegflowError } from './errors.js';
+
+/** The delimiter value that means "runs of blanks" (whitespace-separated text). */
+export const WHITESPACE = -1;
+
+/** One scan task: a pure function of its fields (a byte range in, a partial out). */
+export interface ScanTask {
+  file: string;
+  fileIndex: number;
+  rangeIndex: number;
+  /** Absolute byte offsets; `end` is exclusive. */
+  start: number;
+  end: number;
+  /** `start` is known to be the first byte of a record (the first range of a file, after its header). */
+  atRecordStart: boolean;
+  compressed: boolean;
+  format: 'csv' | 'jsonl';
+  /** A byte value, or {@link WHITESPACE}. */
+  delimiter: number;
+  /** Fields every CSV row must have (the header's count). */
+  fieldCount: number;
+  /** Field indexes (CSV) or -1; names for JSON Lines in `keys`. */
+  user: number;
+  amount: number;
+  quantity: number;
+  date: number;
+  /** JSON Lines: the keys for user, amount, quantity, date ('' when unused). */
+  keys?: [string, string, string, string];
+  /** Column names, for reject reasons. */
+  names: [string, string, string, string];
+  partitions: number;
+  /** Read buffer size (default 8 MiB). */
+  chunkSize?: number;
+  /** A record longer than this is rejected as an unterminated quote (default 1 MiB). */
+  maxRecordBytes?: number;
+}
+
+/** A rejected row, with its line counted from the range's first record (0-based). */
+export interface RangeReject {
+  line: number;
+  offset: number;
+  reason: string;
+  text: string;
+}
+
+/** What a scan task returns. */
+export interface ScanOutput {
+  fileIndex: number;
+  rangeIndex: number;
+  sections: SharedArrayBuffer[];
+  keys: number;
+  rows: number;
+  rejected: number;
+  emptyLines: number;
+  /** Newline bytes in what the range consumed (for line numbers in later ranges). */
+  newlines: number;
+  /** Absolute offset of the first record the range owns, and the offset after its last. */
+  firstRecord: number;
+  endOffset: number;
+  rejects: RangeReject[];
+  /** Records whose quoted fields spanned lines (byte-range splitting cannot place those). */
+  quotedNewlines: number;
+  scale: number;
+  qscale: number;
+  dateHasTime: boolean;
+  /** Largest table size in bytes (for the memory budget). */
+  tableBytes: number;
+}
+
+const NL = 10;
+const CR = 13;
+const QUOTE = 34;
+const SP = 32;
+const TAB = 9;
+const TWO52 = 2 ** 52;
+const MAX_REJECT_TEXT = 200;
+/** Rows parsed before they are folded into the table. */
+const BATCH = 8192;
+
+const NEED_MORE = -1;
+const UNTERMINATED = -2;
+
+let sharedBuffer: Buffer | undefined;
+
+/** A reused read buffer per thread. */
+function readBuffer(size: number): Buffer {
+  if (!sharedBuffer || sharedBuffer.length < size) sharedBuffer = Buffer.allocUnsafe(size);
+  return sharedBuffer;
+}
+
+/** Scan one range and return its partial aggregates. */
+export async function scanRange(task: ScanTask): Promise<ScanOutput> {
+  if (!(task.start >= 0) || !(task.end >= task.start)) {
+    throw new SegflowError('ERR_INTERNAL', `bad range ${task.start}-${task.end} of ${task.file}`);
+  }
+  const scanner = new RangeScanner(task);
+  const chunk = task.chunkSize ?? 8 << 20;
+  if (task.compressed) await readCompressed(task, scanner, chunk);
+  else readPlain(task, scanner, chunk);
+  return scanner.finish();
+}
+
+function readPlain(task: ScanTask, scanner: RangeScanner, chunk: number): void {
+  const fd = fs.openSync(task.file, 'r');
+  try {
+    const size = fs.fstatSync(fd).size;
+    let buf = readBuffer(chunk);
+    // a range that does not start at a record reads from start - 1 to find the first newline
+    let fileOff = task.atRecordStart ? task.start : task.start - 1;
+    let carry = 0;
+    for (;;) {
+      const n = fileOff < size ? fs.readSync(fd, buf, carry, buf.length - carry, fileOff) : 0;
+      fileOff += n;
+      const to = carry + n;
+      const eof = fileOff >= size;
+      const used = scanner.consume(buf, to, fileOff - to, eof);
+      if (scanner.done || eof) break;
+      carry = to - used;
+      if (carry > 0) buf.copyWithin(0, used, to);
+      if (carry >= buf.length) buf = growBuffer(buf, carry, task);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function growBuffer(buf: Buffer, carry: number, task: ScanTask): Buffer {
+  const max = Math.max(task.maxRecordBytes ?? 1 << 20, buf.length) * 2 + (1 << 20);
+  if (buf.length >= max) throw new SegflowError('ERR_INTERNAL', `record too long in ${task.file}`);
+  const bigger = Buffer.allocUnsafe(buf.length * 2);
+  buf.copy(bigger, 0, 0, carry);
+  if (sharedBuffer === buf) sharedBuffer = bigger;
+  return bigger;
+}
+
+async function readCompressed(task: ScanTask, scanner: RangeScanner, chunk: number): Promise<void> {
+  let buf = readBuffer(chunk);
+  let carry = 0;
+  let base = task.start; // absolute (uncompressed) offset of buf[0]
+  let skip = task.start; // bytes before the range (the header) are not scanned
+  const input = fs.createReadStream(task.file).pipe(zlib.createGunzip());
+  try {
+    for await (const piece of input as AsyncIterable<Buffer>) {
+      let p = 0;
+      if (skip > 0) {
+        const d = Math.min(skip, piece.length);
+        skip -= d;
+        p = d;
+      }
+      while (p < piece.length) {
+        const room = buf.length - carry;
+        const take = Math.min(room, piece.length - p);
+        piece.copy(buf, carry, p, p + take);
+        p += take;
+        const to = carry + take;
+        if (to < buf.length && p >= piece.length) {
+          carry = to;
+          break; // fill more before scanning
+        }
+        const used = scanner.consume(buf, to, base, false);
+        if (scanner.done) return;
+        base += used;
+        carry = to - used;
+        if (carry > 0) buf.copyWithin(0, used, to);
+        if (carry >= buf.length) buf = growBuffer(buf, carry, task);
+      }
+    }
+  } catch (err) {
+    if (err instanceof SegflowError) throw err;
+    throw new SegflowError('ERR_BAD_INPUT', `${task.file}: not a readable gzip file (${(err as Error).message})`, {
+      file: task.file,
+    });
+  }
+  scanner.consume(buf, carry, base, true);
+}
+
+/** The scan state of one range. */
+class RangeScanner {
+  readonly task: ScanTask;
+  readonly table: KeyTable;
+  done = false;
+  /** Still looking for the first record (the range started mid-line). */
+  private skipping: boolean;
+  private readonly end: number;
+  private readonly delim: number;
+  private readonly nf: number; // fields to locate (max index needed + 1)
+  private readonly want: Int32Array; // field index -> slot (0 user, 1 amount, 2 qty, 3 date) or -1
+  private readonly fs = new Int32Array(4); // start of each wanted field
+  private readonly fe = new Int32Array(4); // end of each wanted field
+  private readonly out: ParseOut = { m: 0, dp: 0, date: 0, hasTime: false };
+  private readonly hasQty: boolean;
+  private readonly hasDate: boolean;
+  private readonly maxRecord: number;
+  private readonly jsonKeys: Uint8Array[];
+  /** Unquoted field bytes for the slow paths (quoted CSV, escaped JSON). */
+  private scratch = new Uint8Array(1 << 16);
+
+  // batch of parsed rows waiting to be folded into the table
+  private n = 0;
+  private readonly bHash = new Int32Array(BATCH);
+  private readonly bNum = new Float64Array(BATCH);
+  private readonly bKs = new Int32Array(BATCH);
+  private readonly bKe = new Int32Array(BATCH);
+  private readonly bM = new Float64Array(BATCH);
+  private readonly bDp = new Int32Array(BATCH);
+  private readonly bQ = new Float64Array(BATCH);
+  private readonly bQdp = new Int32Array(BATCH);
+  private readonly bDate = new Float64Array(BATCH);
+
+  // counters
+  rows = 0;
+  rejected = 0;
+  emptyLines = 0;
+  newlines = 0;
+  quotedNewlines = 0;
+  firstRecord = -1;
+  endOffset = -1;
+  dateHasTime = false;
+  rejects: RangeReject[] = [];
+  maxTableBytes = 0;
+
+  constructor(task: ScanTask) {
+    this.task = task;
+    this.skipping = !task.atRecordStart;
+    this.end = task.end;
+    this.delim = task.delimiter;
+    this.hasQty = task.quantity >= 0 || (task.format === 'jsonl' && !!task.keys?.[2]);
+    this.hasDate = task.date >= 0 || (task.format === 'jsonl' && !!task.keys?.[3]);
+    this.table = new KeyTable((this.hasQty ? F_QTY : 0) | (this.hasDate ? F_DATE : 0), 4096);
+    this.maxRecord = task.maxRecordBytes ?? 1 << 20;
+    const idx = [task.user, task.amount, task.quantity, task.date];
+    this.nf = Math.max(...idx) + 1;
+    this.want = new Int32Array(Math.max(this.nf, 1)).fill(-1);
+    idx.forEach((f, slot) => {
+      if (f >= 0) this.want[f] = slot;
+    });
+    this.jsonKeys = (task.keys ?? ['', '', '', '']).map((k) => Buffer.from(k, 'utf8'));
+  }
+
+  /**
+   * Parse the complete records in buf[0, to), whose first byte is at absolute offset `base`.
+   * Returns the position of the first byte not consumed (the start of an incomplete record).
+   */
+  consume(buf: Buffer, to: number, base: number, eof: boolean): number {
+    let p = 0;
+    if (this.skipping) {
+      const nl = buf.indexOf(NL, 0);
+      if (nl === -1 || nl >= to) {
+        if (eof) this.finishAt(base + to);
+        return to;
+      }
+      this.skipping = false;
+      p = nl + 1;
+    }
+    if (this.firstRecord < 0) this.firstRecord = base + p;
+    const end = this.end;
+    const json = this.task.format === 'jsonl';
+    while (p < to) {
+      if (base + p >= end) {
+        this.finishAt(base + p);
+        break;
+      }
+      let nl = buf.indexOf(NL, p);
+      if (nl === -1 || nl >= to) {
+        if (!eof) break;
+        nl = to;
+      }
+      let ce = nl;
+      if (ce > p && buf[ce - 1] === CR) ce--;
+      if (ce === p) {
+        this.emptyLines++;
+        if (nl < to) this.newlines++;
+        p = nl + 1;
+        continue;
+      }
+      this.recordLine = this.newlines;
+      let next: number;
+      if (json) next = this.jsonRecord(buf, p, ce, nl, to, base);
+      else if (this.delim === WHITESPACE) next = this.blankRecord(buf, p, ce, nl, to, base);
+      else next = this.csvRecord(buf, p, ce, nl, to, base, eof);
+      if (next === NEED_MORE) break;
+      p = next;
+    }
+    if (p >= to && eof) this.finishAt(base + to);
+    this.flush(buf);
+    return Math.min(p, to);
+  }
+
+  private finishAt(abs: number): void {
+    if (this.endOffset < 0) this.endOffset = abs;
+    if (this.firstRecord < 0) this.firstRecord = abs;
+    this.done = true;
+  }
+
+  /** A CSV record starting at p whose line content is [p, ce) and newline at nl. */
+  private csvRecord(buf: Buffer, p: number, ce: number, nl: number, to: number, base: number, eof: boolean): number {
+    const delim = this.delim;
+    const want = this.want;
+    const nf = this.nf;
+    const fs = this.fs;
+    const fe = this.fe;
+    let f = 0;
+    let s = p;
+    for (let i = p; i < ce; i++) {
+      const c = buf[i];
+      if (c === delim) {
+        if (f < nf) {
+          const w = want[f];
+          if (w >= 0) {
+            fs[w] = s;
+            fe[w] = i;
+          }
+        }
+        f++;
+        s = i + 1;
+      } else if (c === QUOTE) {
+        return this.quotedRecord(buf, p, to, base, eof);
+      }
+    }
+    if (f < nf) {
+      const w = want[f];
+      if (w >= 0) {
+        fs[w] = s;
+        fe[w] = ce;
+      }
+    }
+    f++;
+    const next = nl + 1;
+    if (nl < to) this.newlines++;
+    if (f !== this.task.fieldCount) {
+      this.reject(buf, p, ce, base, `expected ${this.task.fieldCount} fields, found ${f}`);
+      return next;
+    }
+    this.row(buf, buf, p, ce, base);
+    return next;
+  }
+
+  /** Whitespace-separated fields: runs of blanks separate, leading and trailing blanks ignored. */
+  private blankRecord(buf: Buffer, p: number, ce: number, nl: number, to: number, base: number): number {
+    const want = this.want;
+    const nf = this.nf;
+    let f = 0;
+    let i = p;
+    for (;;) {
+      while (i < ce && (buf[i] === SP || buf[i] === TAB)) i++;
+      if (i >= ce) break;
+      const s = i;
+      while (i < ce && buf[i] !== SP && buf[i] !== TAB) i++;
+      if (f < nf) {
+        const w = want[f];
+        if (w >= 0) {
+          this.fs[w] = s;
+          this.fe[w] = i;
+        }
+      }
+      f++;
+    }
+    if (nl < to) this.newlines++;
+    if (f === 0) {
+      this.emptyLines++;
+      return nl + 1;
+    }
+    if (f !== this.task.fieldCount) {
+      this.reject(buf, p, ce, base, `expected ${this.task.fieldCount} fields, found ${f}`);
+      return nl + 1;
+    }
+    this.row(buf, buf, p, ce, base);
+    return nl + 1;
+  }
+
+  /**
+   * The slow path: a record with quotes (RFC 4180: a field may be quoted, `""` is a quote inside,
+   * a quoted field may hold delimiters and newlines). Field contents are copied, unescaped, into
+   * the scratch buffer.
+   */
+  private quotedRecord(buf: Buffer, p: number, to: number, base: number, eof: boolean): number {
+    const delim = this.delim;
+    const want = this.want;
+    const nf = this.nf;
+    if (this.scratch.length < Math.min(to - p, this.maxRecord) + 16) {
+      this.scratch = new Uint8Array(Math.max(this.scratch.length * 2, Math.min(to - p, this.maxRecord) + 16));
+    }
+    const sc = this.scratch;
+    let o = 0; // write position in scratch
+    let f = 0;
+    let fstart = 0;
+    let inQ = false;
+    let fieldBegin = true; // nothing read yet in this field
+    let spans = 0; // newlines inside quotes
+    let i = p;
+    let recEnd = -1; // position after the record's newline
+    let contentEnd = -1;
+    const endField = (): void => {
+      if (f < nf) {
+        const w = want[f];
+        if (w >= 0) {
+          this.fs[w] = fstart;
+          this.fe[w] = o;
+        }
+      }
+      f++;
+      fstart = o;
+      fieldBegin = true;
+    };
+    for (;;) {
+      if (i >= to) {
+        if (!eof) return to - p >= this.maxRecord ? this.unterminated(buf, p, to, base) : NEED_MORE;
+        if (inQ) return this.unterminated(buf, p, to, base);
+        contentEnd = i;
+        recEnd = i;
+        break;
+      }
+      if (o >= sc.length - 1 || i - p > this.maxRecord) return this.unterminated(buf, p, to, base);
+      const c = buf[i];
+      if (inQ) {
+        if (c === QUOTE) {
+          if (i + 1 >= to && !eof) return NEED_MORE;
+          if (buf[i + 1] === QUOTE) {
+            sc[o++] = QUOTE;
+            i += 2;
+          } else {
+            inQ = false;
+            i++;
+          }
+          continue;
+        }
+        if (c === NL) spans++;
+        sc[o++] = c;
+        i++;
+        continue;
+      }
+      if (c === QUOTE && fieldBegin) {
+        inQ = true;
+        fieldBegin = false;
+        i++;
+        continue;
+      }
+      if (c === delim) {
+        endField();
+        i++;
+        continue;
+      }
+      if (c === NL) {
+        contentEnd = i;
+        recEnd = i + 1;
+        break;
+      }
+      if (c === CR && (i + 1 < to ? buf[i + 1] === NL : eof)) {
+        i++;
+        continue;
+      }
+      sc[o++] = c;
+      fieldBegin = false;
+      i++;
+    }
+    endField();
+    this.newlines += spans + (recEnd > contentEnd ? 1 : 0);
+    if (spans > 0) this.quotedNewlines++;
+    if (f !== this.task.fieldCount) {
+      this.reject(buf, p, contentEnd, base, `expected ${this.task.fieldCount} fields, found ${f}`);
+      return recEnd;
+    }
+    // fold immediately: the scratch buffer is reused by the next slow record
+    this.flush(buf);
+    this.row(sc, buf, p, contentEnd, base);
+    this.flush(sc);
+    return recEnd;
+  }
+
+  /** Reject the physical line at p as an unterminated quote and resume after it. */
+  private unterminated(buf: Buffer, p: number, to: number, base: number): number {
+    let nl = buf.indexOf(NL, p);
+    if (nl === -1 || nl >= to) nl = to;
+    let ce = nl;
+    if (ce > p && buf[ce - 1] === CR) ce--;
+    if (nl < to) this.newlines++;
+    this.reject(buf, p, ce, base, 'unterminated quote');
+    return nl + 1;
+  }
+
+  /** A JSON Lines record: a flat object whose wanted keys are found by byte comparison. */
+  private jsonRecord(buf: Buffer, p: number, ce: number, nl: number, to: number, base: number): number {
+    if (nl < to) this.newlines++;
+    const err = this.jsonFields(buf, p, ce);
+    if (err) {
+      this.reject(buf, p, ce, base, err);
+      return nl + 1;
+    }
+    if (this.jsonEscaped) {
+      this.flush(buf);
+      this.row(this.scratch, buf, p, ce, base);
+      this.flush(this.scratch);
+    } else this.row(buf, buf, p, ce, base);
+    return nl + 1;
+  }
+
+  private jsonEscaped = false;
+
+  /** Locate the wanted keys' values; string values are unquoted (escapes decoded into scratch). */
+  private jsonFields(b: Buffer, s: number, e: number): string | null {
+    const fs = this.fs;
+    const fe = this.fe;
+    fs.fill(-1);
+    fe.fill(-1);
+    this.jsonEscaped = false;
+    let i = s;
+    const ws = (): void => {
+      while (i < e && (b[i] === SP || b[i] === TAB || b[i] === CR)) i++;
+    };
+    ws();
+    if (b[i] !== 123) return 'not a JSON object';
+    i++;
+    let scratchUsed = 0;
+    for (;;) {
+      ws();
+      if (b[i] === 125) break; // }
+      if (b[i] !== QUOTE) return 'invalid JSON: expected a key';
+      const ks = ++i;
+      while (i < e && b[i] !== QUOTE) i += b[i] === 92 ? 2 : 1;
+      if (i >= e) return 'invalid JSON: unterminated string';
+      const ke = i++;
+      ws();
+      if (b[i] !== 58) return 'invalid JSON: expected ":"';
+      i++;
+      ws();
+      let slot = -1;
+      for (let k = 0; k < 4; k++) {
+        const key = this.jsonKeys[k];
+        if (key.length === ke - ks && key.length > 0) {
+          let eq = true;
+          for (let j = 0; j < key.length; j++) if (key[j] !== b[ks + j]) eq = false;
+          if (eq) slot = k;
+        }
+      }
+      const vs = i;
+      const c = b[i];
+      if (c === QUOTE) {
+        i++;
+        let esc = false;
+        while (i < e && b[i] !== QUOTE) {
+          if (b[i] === 92) {
+            esc = true;
+            i += 2;
+          } else i++;
+        }
+        if (i >= e) return 'invalid JSON: unterminated string';
+        i++;
+        if (slot >= 0) {
+          if (esc) {
+            let text: string;
+            try {
+              text = JSON.parse(b.toString('utf8', vs, i)) as string;
+            } catch {
+              return 'invalid JSON string';
+            }
+            const bytes = Buffer.from(text, 'utf8');
+            if (!this.jsonEscaped) {
+              // move what is already located into scratch too, so every field has one source
+              this.jsonEscaped = true;
+              for (let k = 0; k < 4; k++) {
+                if (fs[k] >= 0) {
+                  const len = fe[k] - fs[k];
+                  this.ensureScratch(scratchUsed + len);
+                  this.scratch.set(b.subarray(fs[k], fe[k]), scratchUsed);
+                  fs[k] = scratchUsed;
+                  fe[k] = scratchUsed + len;
+                  scratchUsed += len;
+                }
+              }
+            }
+            this.ensureScratch(scratchUsed + bytes.length);
+            this.scratch.set(bytes, scratchUsed);
+            fs[slot] = scratchUsed;
+            fe[slot] = scratchUsed + bytes.length;
+            scratchUsed += bytes.length;
+          } else this.setJson(slot, b, vs + 1, i - 1, scratchUsed, (n) => (scratchUsed = n));
+        }
+      } else if (c === 123 || c === 91) {
+        // nested value: skip it, strings aware
+        let depth = 0;
+        for (; i < e; i++) {
+          const d = b[i];
+          if (d === QUOTE) {
+            i++;
+            while (i < e && b[i] !== QUOTE) i += b[i] === 92 ? 2 : 1;
+          } else if (d === 123 || d === 91) depth++;
+          else if (d === 125 || d === 93) {
+            depth--;
+            if (depth === 0) {
+              i++;
+              break;
+            }
+          }
+        }
+        if (depth !== 0) return 'invalid JSON: unbalanced brackets';
+        if (slot >= 0) return `"${this.task.names[slot]}" is not a scalar`;
+      } else {
+        while (i < e && b[i] !== 44 && b[i] !== 125 && b[i] !== SP && b[i] !== TAB) i++;
+        if (i === vs) return 'invalid JSON: expected a value';
+        // null counts as missing
+        const isNull = i - vs === 4 && b[vs] === 110 && b[vs + 1] === 117;
+        if (slot >= 0 && !isNull) this.setJson(slot, b, vs, i, scratchUsed, (n) => (scratchUsed = n));
+      }
+      ws();
+      if (b[i] === 44) {
+        i++;
+        continue;
+      }
+      if (b[i] === 125) break;
+      return 'invalid JSON: expected "," or "}"';
+    }
+    i++;
+    ws();
+    if (i < e) return 'invalid JSON: text after the object';
+    return null;
+  }
+
+  private setJson(slot: number, b: Buffer, s: number, e: number, used: number, setUsed: (n: number) => void): void {
+    if (this.jsonEscaped) {
+      this.ensureScratch(used + e - s);
+      this.scratch.set(b.subarray(s, e), used);
+      this.fs[slot] = used;
+      this.fe[slot] = used + e - s;
+      setUsed(used + e - s);
+    } else {
+      this.fs[slot] = s;
+      this.fe[slot] = e;
+    }
+  }
+
+  private ensureScratch(n: number): void {
+    if (this.scratch.length >= n) return;
+    const s = new Uint8Array(Math.max(n, this.scratch.length * 2));
+    s.set(this.scratch);
+    this.scratch = s;
+  }
+
+  /**
+   * One record whose wanted fields are located in `src` (fs/fe): parse the key and numbers and
+   * queue the row (or reject it). `buf`, p, ce locate the raw line for a reject.
+   */
+  private row(src: Uint8Array, buf: Buffer, p: number, ce: number, base: number): void {
+    const fs = this.fs;
+    const fe = this.fe;
+    const names = this.task.names;
+    // the key: trim blanks, hash the bytes, and note its value when it is a plain integer
+    let ks = fs[0];
+    let ke = fe[0];
+    if (ks < 0) return this.reject(buf, p, ce, base, `missing user id (${names[0]})`);
+    while (ks < ke && (src[ks] === SP || src[ks] === TAB)) ks++;
+    while (ke > ks && (src[ke - 1] === SP || src[ke - 1] === TAB)) ke--;
+    if (ks === ke) return this.reject(buf, p, ce, base, `missing user id (${names[0]})`);
+    let h = 0x811c9dc5 | 0;
+    let num = 0;
+    let digits = true;
+    for (let i = ks; i < ke; i++) {
+      const c = src[i];
+      h = Math.imul(h ^ c, 0x01000193);
+      if (c >= 48 && c <= 57) num = num * 10 + (c - 48);
+      else digits = false;
+    }
+    if (!digits || ke - ks > 15 || (src[ks] === 48 && ke - ks > 1)) num = -1;
+    const out = this.out;
+    // the amount
+    let st = fs[1] < 0 ? EMPTY : parseDecimal(src, fs[1], fe[1], out);
+    if (st !== OK) return this.reject(buf, p, ce, base, numberReason(st, 'amount', names[1], src, fs[1], fe[1]));
+    let m = out.m;
+    let dp = out.dp;
+    let q = 0;
+    let qdp = 0;
+    let big: bigint | undefined;
+    if (this.hasQty) {
+      st = fs[2] < 0 ? EMPTY : parseDecimal(src, fs[2], fe[2], out);
+      if (st !== OK) return this.reject(buf, p, ce, base, numberReason(st, 'quantity', names[2], src, fs[2], fe[2]));
+      q = out.m;
+      qdp = out.dp;
+      const prod = m * q;
+      if (prod > TWO52 || prod < -TWO52) big = BigInt(m) * BigInt(q);
+      m = prod;
+      dp += qdp;
+    }
+    if (dp > MAX_SCALE) return this.reject(buf, p, ce, base, `amount has more than ${MAX_SCALE} decimal places`);
+    let date = 0;
+    if (this.hasDate) {
+      st = fs[3] < 0 ? EMPTY : parseDate(src, fs[3], fe[3], out);
+      if (st !== OK) {
+        return this.reject(buf, p, ce, base, st === EMPTY ? `missing date (${names[3]})` : `date is not a date: ${quoteText(src, fs[3], fe[3])} (${names[3]})`);
+      }
+      date = out.date;
+      if (out.hasTime) this.dateHasTime = true;
+    }
+    h = finalizeHash(h);
+    if (big !== undefined) {
+      // exact slow path for a product past 2^52: fold now
+      this.flush(src as Buffer);
+      const t = this.table;
+      const id = t.find(h, num, src, ks, ke);
+      if (dp > t.scale) t.rescale(dp);
+      t.acc[id * t.width + COUNT]++;
+      addBig(t.acc, id * t.width + SUM, big * 10n ** BigInt(t.scale - dp));
+      this.addQtyDate(id, q, qdp, date);
+      this.rows++;
+      return;
+    }
+    const n = this.n;
+    this.bHash[n] = h;
+    this.bNum[n] = num;
+    this.bKs[n] = ks;
+    this.bKe[n] = ke;
+    this.bM[n] = m;
+    this.bDp[n] = dp;
+    this.bQ[n] = q;
+    this.bQdp[n] = qdp;
+    this.bDate[n] = date;
+    this.n = n + 1;
+    if (this.n === BATCH) this.flush(src as Buffer);
+  }
+
+  private addQtyDate(id: number, q: number, qdp: number, date: number): void {
+    const t = this.table;
+    const o = id * t.width;
+    if (t.qtyOff >= 0) {
+      if (qdp > t.qscale) t.rescaleQty(qdp);
+      KeyTable.addScaled(t.acc, o + t.qtyOff, q, qdp, t.qscale);
+    }
+    if (t.dateOff >= 0) {
+      const acc = t.acc;
+      if (date < acc[o + t.dateOff]) acc[o + t.dateOff] = date;
+      if (date > acc[o + t.dateOff + 1]) acc[o + t.dateOff + 1] = date;
+    }
+  }
+
+  /** Fold the queued rows into the table (the second, tight loop). */
+  private flush(src: Uint8Array): void {
+    const n = this.n;
+    if (n === 0) return;
+    this.n = 0;
+    const t = this.table;
+    const { bHash, bNum, bKs, bKe, bM, bDp } = this;
+    // raise the table's scale once for the batch
+    let maxDp = t.scale;
+    for (let r = 0; r < n; r++) if (bDp[r] > maxDp) maxDp = bDp[r];
+    if (maxDp > t.scale) t.rescale(maxDp);
+    const scale = t.scale;
+    const w = t.width;
+    const extra = t.qtyOff >= 0 || t.dateOff >= 0;
+    for (let r = 0; r < n; r++) {
+      const id = t.find(bHash[r], bNum[r], src, bKs[r], bKe[r]);
+      const acc = t.acc;
+      const o = id * w;
+      acc[o + COUNT]++;
+      const dp = bDp[r];
+      const v = dp === scale ? bM[r] : bM[r] * POW[scale - dp];
+      let lo = acc[o + SUM] + v;
+      if (v > LIMB_MAX || v < -LIMB_MAX || lo > LIMB_MAX || lo < -LIMB_MAX) {
+        KeyTable.addScaled(acc, o + SUM, bM[r], dp, scale);
+      } else acc[o + SUM] = lo;
+      if (extra) this.addQtyDate(id, this.bQ[r], this.bQdp[r], this.bDate[r]);
+    }
+    this.rows += n;
+  }
+
+  private reject(buf: Uint8Array, p: number, ce: number, base: number, reason: string): void {
+    this.rejected++;
+    const end = Math.min(ce, p + MAX_REJECT_TEXT * 4);
+    let text = Buffer.from(buf.buffer, buf.byteOffset, buf.length).toString('utf8', p, end);
+    if (text.length > MAX_REJECT_TEXT) text = text.slice(0, MAX_REJECT_TEXT) + '…';
+    // the line index: newlines consumed before this record (its own may be counted already)
+    this.rejects.push({ line: this.lineOfCurrent, offset: base + p, reason, text });
+  }
+
+  /** Line index of the record being parsed, relative to the range's first record. */
+  private get lineOfCurrent(): number {
+    return this.recordLine;
+  }
+  recordLine = 0;
+
+  finish(): ScanOutput {
+    const t = this.table;
+    return {
+      fileIndex: this.task.fileIndex,
+      rangeIndex: this.task.rangeIndex,
+      sections: encodeSections(t, this.task.partitions),
+      keys: t.size,
+      rows: this.rows,
+      rejected: this.rejected,
+      emptyLines: this.emptyLines,
+      newlines: this.newlines,
+      firstRecord: this.firstRecord,
+      endOffset: this.endOffset,
+      rejects: this.rejects,
+      quotedNewlines: this.quotedNewlines,
+      scale: t.scale,
+      qscale: t.qscale,
+      dateHasTime: this.dateHasTime,
+      tableBytes: t.bytes,
+    };
+  }
+}
+
+const POW = new Float64Array(23).map((_, i) => 10 ** i);
+
+function quoteText(src: Uint8Array, s: number, e: number): string {
+  const t = Buffer.from(src.buffer, src.byteOffset, src.length).toString('utf8', s, Math.min(e, s + 40)).trim();
+  return JSON.stringify(t);
+}
+
+function numberReason(st: number, what: string, name: string, src: Uint8Array, s: number, e: number): string {
+  if (st === EMPTY) return `missing ${what} (${name})`;
+  if (st === TOO_PRECISE) return `${what} has more than 15 significant digits: ${quoteText(src, s, e)} (${name})`;
+  if (st === INVALID) return `${what} is not a number: ${quoteText(src, s, e)} (${name})`;
+  return `bad ${what} (${name})`;
+}

@@ -1,0 +1,101 @@
+/**
+ * Exact decimal sums as scaled integers held in two float64 limbs: value = hi * 2^32 + lo, with
+ * |lo| kept under 2^51 so every addition of a |v| <= 2^51 is exact. Totals are only turned into
+ * BigInt at the end (once per user), never accumulated in binary floating point.
+ */
+
+/** |lo| above this is carried into hi. Also the largest |v| the fast add path accepts. */
+export const LIMB_MAX = 2 ** 51;
+const TWO32 = 2 ** 32;
+
+/** Powers of ten that are exact in float64. */
+export const POW10: Float64Array = (() => {
+  const p = new Float64Array(23);
+  p[0] = 1;
+  for (let i = 1; i < 23; i++) p[i] = p[i - 1] * 10;
+  return p;
+})();
+
+/** Largest number of decimal places an amount may have. */
+export const MAX_SCALE = 18;
+
+/**
+ * Add `v` (an integer, |v| <= LIMB_MAX) to the limbs at acc[i] (lo) and acc[i + 1] (hi).
+ * Exact: both limbs stay integers under 2^53.
+ */
+export function addExact(acc: Float64Array, i: number, v: number): void {
+  let lo = acc[i] + v;
+  if (lo > LIMB_MAX || lo < -LIMB_MAX) {
+    const c = Math.trunc(lo / TWO32);
+    acc[i + 1] += c;
+    lo -= c * TWO32;
+  }
+  acc[i] = lo;
+}
+
+/** Add an arbitrary BigInt to the limbs at acc[i], acc[i + 1] (slow path, exact). */
+export function addBig(acc: Float64Array, i: number, v: bigint): void {
+  const total = limbsToBig(acc[i], acc[i + 1]) + v;
+  setBig(acc, i, total);
+}
+
+/** Store a BigInt into two limbs. */
+export function setBig(acc: Float64Array, i: number, v: bigint): void {
+  const T = BigInt(TWO32);
+  const hi = v / T; // truncates toward zero
+  const lo = v - hi * T;
+  acc[i] = Number(lo);
+  acc[i + 1] = Number(hi);
+}
+
+/** The exact value of two limbs. */
+export function limbsToBig(lo: number, hi: number): bigint {
+  if (hi === 0) return BigInt(lo);
+  return BigInt(hi) * BigInt(TWO32) + BigInt(lo);
+}
+
+/** Multiply the limbs at acc[i] by 10^d exactly. */
+export function rescaleLimbs(acc: Float64Array, i: number, d: number): void {
+  if (d === 0) return;
+  const lo = acc[i] * POW10[d];
+  if (acc[i + 1] === 0 && lo <= LIMB_MAX && lo >= -LIMB_MAX) {
+    acc[i] = lo;
+    return;
+  }
+  setBig(acc, i, limbsToBig(acc[i], acc[i + 1]) * 10n ** BigInt(d));
+}
+
+/** Format a scaled integer with `scale` decimal places: (12345n, 2) -> "123.45". */
+export function formatScaled(v: bigint | number, scale: number): string {
+  let neg = false;
+  let s: string;
+  if (typeof v === 'number') {
+    if (v < 0) {
+      neg = true;
+      v = -v;
+    }
+    s = v.toString();
+    if (s.includes('e')) s = BigInt(v).toString();
+  } else {
+    if (v < 0n) {
+      neg = true;
+      v = -v;
+    }
+    s = v.toString();
+  }
+  if (scale > 0) {
+    if (s.length <= scale) s = '0'.repeat(scale - s.length + 1) + s;
+    s = s.slice(0, s.length - scale) + '.' + s.slice(s.length - scale);
+  }
+  return neg ? '-' + s : s;
+}
+
+/** Parse a decimal string exactly into a scaled BigInt at `scale` places (for tests and slow paths). */
+export function parseScaled(text: string, scale: number): bigint {
+  const m = /^\s*([+-]?)(\d*)(?:\.(\d*))?\s*$/.exec(text);
+  if (!m || (m[2] === '' && (m[3] ?? '') === '')) throw new Error(`not a decimal: ${text}`);
+  const frac = (m[3] ?? '').padEnd(scale, '0');
+  if (frac.length > scale) throw new Error(`more than ${scale} decimal places: ${text}`);
+  const v = BigInt((m[2] || '0') + frac);
+  return m[1] === '-' ? -v : v;
+}
