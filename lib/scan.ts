@@ -433,7 +433,8 @@ class RangeScanner {
       if (inQ) {
         if (c === QUOTE) {
           if (i + 1 >= to && !eof) return NEED_MORE;
-          if (buf[i + 1] === QUOTE) {
+          // bytes at and past `to` are stale: never look at them
+          if (i + 1 < to && buf[i + 1] === QUOTE) {
             sc[o++] = QUOTE;
             i += 2;
           } else {
@@ -522,23 +523,25 @@ class RangeScanner {
     fe.fill(-1);
     this.jsonEscaped = false;
     let i = s;
+    // bytes at and past `e` may be stale: read structure through B()
+    const B = (k: number): number => (k < e ? b[k] : -1);
     const ws = (): void => {
       while (i < e && (b[i] === SP || b[i] === TAB || b[i] === CR)) i++;
     };
     ws();
-    if (b[i] !== 123) return 'not a JSON object';
+    if (B(i) !== 123) return 'not a JSON object';
     i++;
     let scratchUsed = 0;
     for (;;) {
       ws();
-      if (b[i] === 125) break; // }
-      if (b[i] !== QUOTE) return 'invalid JSON: expected a key';
+      if (B(i) === 125) break; // }
+      if (B(i) !== QUOTE) return 'invalid JSON: expected a key';
       const ks = ++i;
       while (i < e && b[i] !== QUOTE) i += b[i] === 92 ? 2 : 1;
       if (i >= e) return 'invalid JSON: unterminated string';
       const ke = i++;
       ws();
-      if (b[i] !== 58) return 'invalid JSON: expected ":"';
+      if (B(i) !== 58) return 'invalid JSON: expected ":"';
       i++;
       ws();
       let slot = -1;
@@ -551,7 +554,7 @@ class RangeScanner {
         }
       }
       const vs = i;
-      const c = b[i];
+      const c = B(i);
       if (c === QUOTE) {
         i++;
         let esc = false;
@@ -620,11 +623,11 @@ class RangeScanner {
         if (slot >= 0 && !isNull) this.setJson(slot, b, vs, i, scratchUsed, (n) => (scratchUsed = n));
       }
       ws();
-      if (b[i] === 44) {
+      if (B(i) === 44) {
         i++;
         continue;
       }
-      if (b[i] === 125) break;
+      if (B(i) === 125) break;
       return 'invalid JSON: expected "," or "}"';
     }
     i++;

@@ -1,0 +1,181 @@
+/**
+ * Exactness as a property: random files (columns in any order, extra columns, quoted commas and
+ * quotes, multi-byte ids, BOM, CRLF, empty lines, bad rows, no final newline) aggregated on the
+ * pool with random range sizes (smaller than a line, splitting CRLF pairs and multi-byte
+ * characters) must equal a simple single-threaded reference: same users, counts, exact totals,
+ * and every row counted or rejected.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { aggregate, SegflowPool } from '../lib/index.js';
+import { Random } from '../lib/util/random.js';
+import { fmt, readShards, referenceAggregate } from './helpers/reference.js';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'segflow-exact-'));
+const pool2 = new SegflowPool({ workers: 2 });
+const pool1 = new SegflowPool({ workers: 1 });
+
+const USER_NAMES = ['user_id', 'CustomerID', 'User_ID', 'customer_id'];
+const AMOUNT_NAMES = ['amount', 'Purchase', 'sales', 'total'];
+const IDS = ['17850', '00123', '123', 'Zoë', 'ÅSA-9', 'a,b', 'say "hi"', '日本-1', 'x', '0', '1000001', '  42  '];
+
+function csvQuote(s: string, force: boolean): string {
+  return force || /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+/** A random CSV file; returns its path and column names. */
+function randomFile(rnd: Random, i: number, multiline: boolean): { file: string; user: string; amount: string } {
+  const nExtra = rnd.int(4);
+  const cols = ['U', 'A', ...Array.from({ length: nExtra }, (_, k) => `X${k}`)];
+  for (let k = cols.length - 1; k > 0; k--) {
+    const j = rnd.int(k + 1);
+    [cols[k], cols[j]] = [cols[j], cols[k]];
+  }
+  const user = USER_NAMES[rnd.int(USER_NAMES.length)];
+  const amount = AMOUNT_NAMES[rnd.int(AMOUNT_NAMES.length)];
+  const names = cols.map((c) => (c === 'U' ? user : c === 'A' ? amount : `extra ${c} ü`));
+  const eol = rnd.next() < 0.5 ? '\r\n' : '\n';
+  let text = (rnd.next() < 0.3 ? '\ufeff' : '') + names.map((n) => csvQuote(n, rnd.next() < 0.2)).join(',') + eol;
+  const rows = 20 + rnd.int(150);
+  const maxDp = rnd.int(4);
+  for (let r = 0; r < rows; r++) {
+    if (rnd.next() < 0.04) {
+      text += eol; // an empty line
+      continue;
+    }
+    const bad = rnd.next();
+    const cells = cols.map((c) => {
+      if (c === 'U') {
+        if (bad < 0.03) return '';
+        return csvQuote(IDS[rnd.int(IDS.length)], rnd.next() < 0.1);
+      }
+      if (c === 'A') {
+        if (bad > 0.97) return 'n/a';
+        const dp = rnd.int(maxDp + 1);
+        const whole = rnd.int(100000);
+        let s = String(whole);
+        if (dp > 0) s += '.' + String(rnd.int(10 ** dp)).padStart(dp, '0');
+        if (rnd.next() < 0.1) s = '-' + s;
+        return csvQuote(s, rnd.next() < 0.1);
+      }
+      const t = rnd.next();
+      if (multiline && t < 0.05) return '"line one\nline two, ""quoted"""';
+      if (t < 0.2) return '"a, b and ""c"""';
+      if (t < 0.3) return 'żółw 🐢';
+      return String(rnd.int(1000));
+    });
+    if (bad > 0.5 && bad < 0.52) cells.push('extra'); // wrong number of fields
+    text += cells.join(',') + (r === rows - 1 && rnd.next() < 0.5 ? '' : eol);
+  }
+  const file = path.join(tmp, `random-${i}.csv`);
+  fs.writeFileSync(file, text);
+  return { file, user, amount };
+}
+
+test('random files: pool output equals the reference for random range sizes and worker counts', async () => {
+  const rnd = new Random(20261128);
+  for (let i = 0; i < 24; i++) {
+    const { file, user, amount } = randomFile(rnd, i, i % 6 === 5);
+    const ref = referenceAggregate(file, user, amount);
+    const rangeSize = [1, 3, 7, 50, 333, 4096, 1 << 20][rnd.int(7)];
+    const pool = i % 2 === 0 ? pool2 : pool1;
+    const out = path.join(tmp, `out-${i}`);
+    const s = await aggregate({ input: file, out, pool, rangeSize, shards: 1 + rnd.int(5), force: true, userCol: user, amountCol: amount });
+    const ctx = `file ${i} (range ${rangeSize}, ${pool.workers} workers)`;
+    assert.is(s.rows.counted, ref.rows, `${ctx}: rows counted`);
+    assert.is(s.rows.rejected, ref.rejected, `${ctx}: rows rejected`);
+    assert.is(s.users, ref.users.size, `${ctx}: users`);
+    assert.is(s.scale, ref.scale, `${ctx}: scale`);
+    const got = readShards(out);
+    assert.ok(got.sorted, `${ctx}: shards sorted by user_id`);
+    for (const [k, u] of ref.users) {
+      const g = got.users.get(k);
+      assert.ok(g, `${ctx}: user ${JSON.stringify(k)} missing`);
+      assert.is(g!.purchases, u.purchases, `${ctx}: purchases of ${k}`);
+      assert.is(g!.total, fmt(u.total, ref.scale), `${ctx}: total of ${k}`);
+    }
+    const rejects = fs.readFileSync(path.join(out, 'rejects.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    assert.equal(rejects.map((r) => r.line), ref.rejectLines, `${ctx}: reject line numbers`);
+    for (const r of rejects) {
+      assert.is(r.file, file);
+      assert.type(r.reason, 'string');
+      assert.type(r.offset, 'number');
+    }
+  }
+});
+
+test('shards are byte-identical for 1 and 2 workers and any range size', async () => {
+  const file = path.join(tmp, 'ident.csv');
+  const rnd = new Random(7);
+  let text = 'Purchase,junk,User_ID\r\n';
+  for (let r = 0; r < 3000; r++) text += `${rnd.int(10000)}.${rnd.int(100)},"q,${r}",${1000 + rnd.int(400)}\r\n`;
+  fs.writeFileSync(file, text);
+  const digest = async (pool: SegflowPool, rangeSize: number): Promise<string> => {
+    const out = path.join(tmp, `ident-${pool.workers}-${rangeSize}`);
+    await aggregate({ input: file, out, pool, rangeSize, shards: 4, force: true });
+    return fs
+      .readdirSync(out)
+      .filter((f) => f.startsWith('users-') || f === 'rejects.jsonl')
+      .sort()
+      .map((f) => fs.readFileSync(path.join(out, f), 'latin1'))
+      .join('|');
+  };
+  const base = await digest(pool1, 1 << 20);
+  for (const [pool, rs] of [[pool2, 1 << 20], [pool2, 997], [pool1, 64], [pool2, 5]] as const) {
+    assert.ok((await digest(pool, rs)) === base, `differs with ${pool.workers} workers, range ${rs}`);
+  }
+});
+
+test('JSON Lines: string and number ids, escapes, nested values, bad lines', async () => {
+  const file = path.join(tmp, 'sales.jsonl');
+  fs.writeFileSync(
+    file,
+    [
+      '{"user_id": "00123", "amount": 10.5, "meta": {"a": [1, 2, "}"]}}',
+      '{"amount": "2.25", "user_id": 123}',
+      '{"user_id": "a\\"b", "amount": -1}',
+      '{"user_id": "00123", "amount": 1e2}',
+      'not json',
+      '{"user_id": null, "amount": 3}',
+      '',
+      '{"user_id": "Zoë", "amount": 0.001}',
+    ].join('\n'),
+  );
+  const out = path.join(tmp, 'jsonl-out');
+  const s = await aggregate({ input: file, out, pool: pool2, force: true, shards: 1 });
+  assert.is(s.rows.counted, 5);
+  assert.is(s.rows.rejected, 2);
+  assert.is(s.rows.emptyLines, 1);
+  const got = readShards(out).users;
+  assert.equal(got.get('00123'), { purchases: 2, total: '110.500' });
+  assert.equal(got.get('123'), { purchases: 1, total: '2.250' });
+  assert.equal(got.get('a"b'), { purchases: 1, total: '-1.000' });
+  assert.equal(got.get('Zoë'), { purchases: 1, total: '0.001' });
+  const rejects = fs.readFileSync(path.join(out, 'rejects.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(rejects.map((r) => r.line), [5, 6]);
+});
+
+test('price x quantity with decimals in both, and quantity / date columns', async () => {
+  const file = path.join(tmp, 'pq.csv');
+  fs.writeFileSync(file, 'when;who;qty;price\n2011-01-02 10:00;7;1.5;2.25\n12/1/2010 8:45;7;-2;0.1\n20100105;8;3;1\nbad-date;8;1;1\n');
+  const out = path.join(tmp, 'pq-out');
+  const s = await aggregate({ input: file, out, pool: pool1, force: true, shards: 1, userCol: 'who', amountCol: 'price', quantityCol: 'qty', dateCol: 'when' });
+  assert.is(s.rows.counted, 3);
+  assert.is(s.rows.rejected, 1);
+  assert.is(s.total, '6.175');
+  assert.is(s.quantity, '2.5');
+  const text = fs.readFileSync(path.join(out, 'users-00000-of-00001.csv'), 'utf8');
+  assert.is(text, 'user_id,purchases,total,quantity,first_date,last_date\n7,2,3.175,-0.5,2010-12-01 08:45:00,2011-01-02 10:00:00\n8,1,3.000,3.0,2010-01-05 00:00:00,2010-01-05 00:00:00\n');
+});
+
+test.after(async () => {
+  if (process.env.KEEP) return;
+  await pool1.destroy();
+  await pool2.destroy();
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+test.run();
