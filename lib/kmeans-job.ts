@@ -630,23 +630,21 @@ function span(a: number, b: number): number[] {
   return Array.from({ length: b - a + 1 }, (_, i) => a + i);
 }
 
-/** The elbow of an inertia curve: the k farthest below the chord from the first to the last point. */
+/**
+ * The elbow of an inertia curve: the inner k after which the curve flattens most, i.e. with the
+ * largest ratio of the drop into k to the drop out of k. (The distance-below-the-chord rule picks
+ * k = 2 whenever the first drop dominates, as it does on log-scaled spend tiers.)
+ */
 function elbowOf(entries: KRangeEntry[]): number | null {
-  if (entries.length < 3) return null;
-  const k0 = entries[0].k;
-  const k1 = entries[entries.length - 1].k;
-  const i0 = entries[0].inertia;
-  const i1 = entries[entries.length - 1].inertia;
-  if (!(i0 > i1)) return null;
   let best: number | null = null;
-  let bestGap = 0;
-  for (const e of entries) {
-    const x = (e.k - k0) / (k1 - k0);
-    const y = (e.inertia - i1) / (i0 - i1);
-    const gap = 1 - x - y; // distance below the chord y = 1 - x (up to a constant factor)
-    if (gap > bestGap) {
-      bestGap = gap;
-      best = e.k;
+  let bestRatio = 1;
+  for (let i = 1; i + 1 < entries.length; i++) {
+    const into = entries[i - 1].inertia - entries[i].inertia;
+    const out = Math.max(entries[i].inertia - entries[i + 1].inertia, 1e-12 * entries[0].inertia);
+    const ratio = into / out;
+    if (ratio > bestRatio) {
+      bestRatio = ratio;
+      best = entries[i].k;
     }
   }
   return best;
