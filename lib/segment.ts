@@ -10,6 +10,7 @@ import { abortError } from './pool.js';
 import { formatScaled } from './util/exact.js';
 import type { ScaleMethod } from './scale.js';
 import type { AggregateOptions, AggregateSummary, SegmentSummary } from './types.js';
+import { writeReport } from './report.js';
 
 /** Options of {@link segment}: the aggregate options plus the k-means ones. */
 export interface SegmentOptions extends AggregateOptions {
@@ -144,8 +145,6 @@ export async function segment(options: SegmentOptions): Promise<AggregateSummary
     const files = [...summary.files.filter((f) => f !== 'summary.json'), ...segFiles, 'model.json'];
     if (!options.noReport) {
       options.onProgress?.({ stage: 'report', bytes, totalBytes: bytes, records: summary.rows.counted, rejects: summary.rows.rejected, done: 0, total: 1, elapsedMs: summary.timings.total });
-      // loaded only when a report is written
-      const { writeReport } = await import('./report.js');
       writeReport(output.file('report.html'), {
         title: `segflow segments: ${summary.inputs.map((x) => x.file.split('/').pop()).join(', ')}`,
         segments,
