@@ -143,9 +143,8 @@ function symlogDomain(values: ArrayLike<number>, extra: number[]): [number, numb
     hi = Math.max(hi, symlog(e));
   }
   if (!Number.isFinite(lo)) return [0, 1];
-  lo = Math.min(lo, 0);
   const pad = (hi - lo) * 0.04 || 0.5;
-  return [lo === 0 ? 0 : lo - pad, hi + pad];
+  return [lo - pad, hi + pad];
 }
 
 const W = 960;
@@ -179,11 +178,15 @@ function scatter(d: ReportData): string {
   // one group per segment, the biggest drawn first so small segments stay visible on top
   const shown = samplePoints(label);
   const byLabel = new Map<number, string[]>();
+  // whole purchase counts are jittered by up to ±0.4 so users with the same count do not stack
+  const jitter = new Random(SAMPLE_SEED + 1);
   for (const i of shown) {
     const l = label[i];
     let list = byLabel.get(l);
     if (!list) byLabel.set(l, (list = []));
-    list.push(`<circle cx="${X(purchases[i])}" cy="${Y(total[i])}" r="2.2"/>`);
+    const p = purchases[i];
+    const px = Number.isInteger(p) ? p + (jitter.next() - 0.5) * 0.8 : p;
+    list.push(`<circle cx="${X(px)}" cy="${Y(total[i])}" r="2.2"/>`);
   }
   const order = [...byLabel.keys()].sort((a, b) => (byLabel.get(b) as string[]).length - (byLabel.get(a) as string[]).length || a - b);
   const groups = order.map((l) => `<g class="points seg-${l}" data-label="${l}" fill="${segmentColor(l)}">${(byLabel.get(l) as string[]).join('')}</g>`);
@@ -194,8 +197,8 @@ function scatter(d: ReportData): string {
     const name = esc(d.names[l] ?? `Segment ${l + 1}`);
     return (
       `<g class="centroid seg-${l}" data-label="${l}"><title>${name}: ${num(c.purchases)} purchases, total ${num(c.total)}</title>` +
-      `<path d="M${x} ${y}m-9 0l9-9l9 9l-9 9z" fill="${segmentColor(l)}" stroke="#fff" stroke-width="2.5"/>` +
-      `<text class="centroid-label" x="${x}" y="${y}" dx="13" dy="0.32em">${name}</text></g>`
+      `<path d="M${x} ${y}m-11 0l11-11l11 11l-11 11z" fill="${segmentColor(l)}" stroke="#1d2330" stroke-width="2"/>` +
+      `<text class="centroid-label" x="${x}" y="${y}" dx="15" dy="0.32em">${name}</text></g>`
     );
   });
 
@@ -207,6 +210,7 @@ function scatter(d: ReportData): string {
       : `All ${int.format(n)} users.`,
     'Axes are symmetric-log: log10 beyond ±1, linear within, so totals of 0 and negative totals (refunds) are placed, not dropped.',
     nonPositive > 0 ? `${int.format(nonPositive)} users have a total of 0 or less (below the dashed line).` : '',
+    'Whole purchase counts are jittered by up to ±0.4 so that users with the same count do not hide each other.',
     'Diamonds mark the centroids. Click a legend entry to hide or show a segment.',
   ].filter(Boolean);
 
