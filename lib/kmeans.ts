@@ -541,7 +541,8 @@ export class KMeansRunner {
     this.#stride = Math.max(assignStride(k, d), candidates, 1);
     const centersBuf = new SharedArrayBuffer(Math.max(k, candidates) * d * 8);
     const partialsBuf = new SharedArrayBuffer(this.blocks * this.#stride * 8);
-    const closestBuf = new SharedArrayBuffer(Math.max(1, n) * 8);
+    // the k-means++ distances (n doubles) exist only while an initialisation runs
+    const closestBuf = new SharedArrayBuffer(8);
     this.#views = {
       points: this.points,
       labels: this.labels,
@@ -567,6 +568,18 @@ export class KMeansRunner {
   /** The k-means++ distance of each point to its nearest chosen centre (shared). */
   get closest(): Float64Array {
     return this.#views.closest;
+  }
+
+  /**
+   * Allocate (`true`) or free (`false`) the k-means++ distances: n doubles needed only during an
+   * initialisation, so that between them a fit holds just the points, labels and block partials.
+   *
+   * @param on Whether the initialisation starts or ends.
+   */
+  holdClosest(on: boolean): void {
+    const buf = new SharedArrayBuffer(on ? Math.max(1, this.n) * 8 : 8);
+    this.#views.closest = new Float64Array(buf);
+    this.#task.closest = buf;
   }
 
   /** The per-block partials of the last pass (shared), `blocks x stride`. */
@@ -721,6 +734,15 @@ function relocateEmptyClusters(
  * @returns k x d initial centres.
  */
 export async function kmeansPlusPlus(runner: KMeansRunner, rng: SeededRandom): Promise<Float64Array> {
+  runner.holdClosest(true);
+  try {
+    return await kmeansPlusPlusWith(runner, rng);
+  } finally {
+    runner.holdClosest(false);
+  }
+}
+
+async function kmeansPlusPlusWith(runner: KMeansRunner, rng: SeededRandom): Promise<Float64Array> {
   const { n, d, k, blocks } = runner;
   const P = runner.points;
   const centers = new Float64Array(k * d);
