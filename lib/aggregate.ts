@@ -6,13 +6,15 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { StringDecoder } from 'node:string_decoder';
 import { SegflowError } from './errors.js';
-import { SegflowPool, abortError } from './pool.js';
+import { SegflowPool, abortError, defaultWorkers } from './pool.js';
 import { resolveInputs } from './inputs.js';
 import { readSchema, type FileSchema } from './schema.js';
-import { defaultRangeSize, planRanges, queueOrder, type Range } from './split.js';
-import type { ScanOutput, ScanTask } from './scan.js';
+import { MiB, defaultRangeSize, planRanges, queueOrder, type Range } from './split.js';
+import type { RangeReject, ScanOutput, ScanTask } from './scan.js';
 import type { MergeOutput, MergeTask, SegmentRef } from './merge.js';
+import { parseFaults } from './faults.js';
 import { F_DATE, F_QTY } from './table.js';
 import { formatScaled } from './util/exact.js';
 import { OutputDir } from './output.js';
@@ -25,6 +27,42 @@ export const DEFAULT_SHARDS = 8;
 /** The default memory budget for partials held between scan and merge: a quarter of RAM. */
 export function defaultMemory(): number {
   return Math.floor(os.totalmem() / 4);
+}
+
+/**
+ * Scan-task bytes per input byte in the worst case (every row a new key): the table peaks near
+ * 1.7x the range while it doubles, and its sections add 0.5x (measured on generated Black Friday
+ * rows, 40 MB ranges).
+ */
+export const SCAN_EXPANSION = 3;
+
+/** How a job divides `--memory` (see docs/reliability.md). */
+export interface MemoryPlan {
+  /** Partial sections held in shared memory between scan and merge; the rest spill to files. */
+  hold: number;
+  /** Bytes one running task may use for its table (a scan range's or a merge pass's). */
+  task: number;
+  /** The largest byte range a scan task gets unless --range-size says otherwise. */
+  maxRangeSize: number;
+  /** The V8 heap limit of each worker in MiB (a worker over it is stopped and its task retried). */
+  workerHeapMb: number;
+}
+
+/**
+ * Divide the budget: half for sections held between the stages, half for the tables of the
+ * `workers` tasks that run at once. Peak RSS is then about the budget plus the runtime's own
+ * ~100 MB (Node and one isolate per worker).
+ */
+export function planMemory(memory: number, workers: number): MemoryPlan {
+  const hold = Math.floor(memory / 2);
+  const task = Math.max(1, Math.floor(memory / 2 / workers));
+  return {
+    hold,
+    task,
+    maxRangeSize: Math.max(MiB, Math.floor(task / SCAN_EXPANSION)),
+    // rejected rows are JS objects on the heap: give the heap room for a range of them
+    workerHeapMb: Math.max(256, Math.ceil(task / MiB)),
+  };
 }
 
 /** The name of shard p of P. */
@@ -52,6 +90,11 @@ function settle(o: AggregateOptions) {
   const maxBadRatio = o.maxBadRatio ?? 1;
   if (!(maxBadRatio >= 0 && maxBadRatio <= 1)) throw new SegflowError('ERR_USAGE', `--max-bad-ratio must be between 0 and 1, got ${o.maxBadRatio}`);
   if (o.format !== undefined && o.format !== 'csv' && o.format !== 'jsonl') throw new SegflowError('ERR_USAGE', `--format must be csv or jsonl, got ${o.format}`);
+  try {
+    parseFaults(process.env.SEGFLOW_FAULTS);
+  } catch (err) {
+    throw new SegflowError('ERR_USAGE', (err as Error).message);
+  }
   return { shards, memory, maxBadRatio };
 }
 
@@ -81,16 +124,31 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
   // --- plan
   const files = resolveInputs(options.input);
   const schemas = files.map((f) => readSchema(f, options));
-  const output = OutputDir.create(options.out, options.force);
   const ownPool = !options.pool;
-  const pool = options.pool ?? new SegflowPool({ workers: options.workers });
+  const workers = options.pool?.workers ?? options.workers ?? defaultWorkers();
+  const budget = planMemory(memory, workers);
+  const output = OutputDir.create(options.out, options.force);
+  let pool: SegflowPool;
+  try {
+    pool = options.pool ?? new SegflowPool({ workers, maxOldGenerationSizeMb: budget.workerHeapMb });
+  } catch (err) {
+    output.discard();
+    throw err;
+  }
+  // the job's own signal: the caller's abort, or the first task that fails for good, stops the rest
+  const job = new AbortController();
+  const onAbort = (): void => job.abort();
+  signal?.addEventListener('abort', onAbort, { once: true });
+  const spill = new SpillStore(output.file('_spill'), budget.hold);
+  const rejects = new RejectStore(output.file('_rejects'));
   const cleanup = async (): Promise<void> => {
+    job.abort();
     output.discard();
     if (ownPool) await pool.destroy();
   };
   try {
     const totalBytes = schemas.reduce((s, f) => s + (f.compressed ? f.size * 4 : f.size - f.dataStart), 0);
-    const rangeSize = options.rangeSize ?? defaultRangeSize(totalBytes, pool.workers);
+    const rangeSize = options.rangeSize ?? Math.min(defaultRangeSize(totalBytes, pool.workers), budget.maxRangeSize);
     let ranges = planRanges(schemas, rangeSize);
     const flags = (schemas.some((s) => s.names[2]) ? F_QTY : 0) | (schemas.some((s) => s.names[3]) ? F_DATE : 0);
     checkConsistent(schemas, options);
@@ -100,10 +158,11 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
 
     // --- scan
     const t1 = performance.now();
-    const spill = new SpillStore(output.file('_spill'), memory);
     let retries = 0;
     const results = new Map<string, ScanOutput>();
     const key = (r: { fileIndex: number; rangeIndex: number }): string => `${r.fileIndex}:${r.rangeIndex}`;
+    // bytes of input whose row count is not known yet; gzip sizes are estimates, so no early verdict
+    const exactSizes = !schemas.some((s) => s.compressed);
     let taskIndex = 0;
     const runScan = async (r: Range, total: number): Promise<void> => {
       const s = schemas[r.fileIndex];
@@ -128,24 +187,32 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
         taskIndex: taskIndex++,
       };
       const label = s.compressed ? `${s.file} (whole file)` : `${s.file} bytes ${r.start}-${r.end}`;
+      // only the attempt that succeeded returns: a failed attempt adds to no counter and no table
       const out = await pool.run<ScanOutput>('scan', task, {
-        signal,
+        signal: job.signal,
         label,
         onRetry: () => {
           retries++;
         },
       });
       const prev = results.get(key(r));
-      if (prev) spill.release(prev);
+      if (prev) {
+        spill.release(prev);
+        rejects.release(prev);
+      }
       results.set(key(r), out);
+      rejects.hold(out);
       await spill.hold(out);
       progress.scanned(r.weight, out.rows, out.rejected, total);
-      const seen = progress.records + progress.rejects;
-      if (maxBadRatio < 1 && seen > 0 && progress.rejects / seen > maxBadRatio && progress.rejects > 0) {
-        throw new SegflowError('ERR_TOO_MANY_REJECTS', `rejected ${progress.rejects} of ${seen} rows read so far (${(100 * progress.rejects / seen).toFixed(2)}%), over --max-bad-ratio ${maxBadRatio}; see the reasons with --max-bad-ratio 1 in rejects.jsonl`, { rejected: progress.rejects, read: seen });
+      if (maxBadRatio < 1 && progress.rejects > 0 && exactSizes) {
+        // fail early only when no rows still to come could bring the ratio back under the limit
+        // (a row takes at least 2 bytes), so the verdict never depends on which range ended first
+        const unread = Math.max(0, totalBytes - progress.bytes);
+        const atMost = progress.records + progress.rejects + Math.floor(unread / 2);
+        if (progress.rejects > maxBadRatio * atMost) throw tooManyRejects(progress.rejects, progress.records + progress.rejects, maxBadRatio, rejects.sample(), true);
       }
     };
-    await runAll(queueOrder(ranges), (r) => runScan(r, ranges.length), signal);
+    await runAll(queueOrder(ranges), (r) => runScan(r, ranges.length), job);
 
     // a file whose quoted fields span lines cannot be split by bytes: read it again in one range
     const whole = new Set<number>();
@@ -159,6 +226,7 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
           const old = results.get(key(r));
           if (old) {
             spill.release(old);
+            rejects.release(old);
             progress.unscan(r.weight, old.rows, old.rejected);
             results.delete(key(r));
           }
@@ -173,13 +241,17 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
         weight: schemas[fi].size - schemas[fi].dataStart,
       }));
       ranges = ranges.filter((r) => !whole.has(r.fileIndex)).concat(redo);
-      await runAll(redo, (r) => runScan(r, ranges.length), signal);
+      await runAll(redo, (r) => runScan(r, ranges.length), job);
     }
+    const outs = [...results.values()];
+    const rowsCounted = outs.reduce((s, o) => s + o.rows, 0);
+    const rowsRejected = outs.reduce((s, o) => s + o.rejected, 0);
+    const seen = rowsCounted + rowsRejected;
+    if (maxBadRatio < 1 && seen > 0 && rowsRejected / seen > maxBadRatio) throw tooManyRejects(rowsRejected, seen, maxBadRatio, rejects.sample(), false);
     timings.scan = performance.now() - t1;
 
     // --- merge
     const t2 = performance.now();
-    const outs = [...results.values()];
     const scale = Math.max(0, ...outs.map((o) => o.scale));
     const qscale = Math.max(0, ...outs.map((o) => o.qscale));
     const dateHasTime = outs.some((o) => o.dateHasTime);
@@ -199,30 +271,30 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
           qscale,
           dateHasTime,
           outFile: output.file(shardFiles[p]),
+          memory: budget.task,
+          scratchDir: output.file('_merge'),
         };
-        merged[p] = await pool.run<MergeOutput>('merge', task, { signal, label: `partition ${p}`, onRetry: () => retries++ });
+        merged[p] = await pool.run<MergeOutput>('merge', task, { signal: job.signal, label: `partition ${p} (${shardFiles[p]})`, onRetry: () => retries++ });
+        // partition p's sections are no longer needed: let their shared memory go
+        spill.dropPartition(outs, p);
         progress.emit('merge', ++mergedCount, shards);
       },
-      signal,
+      job,
     );
     spill.clear();
+    fs.rmSync(output.file('_merge'), { recursive: true, force: true });
     timings.merge = performance.now() - t2;
 
     // --- rejects and summary
     const t3 = performance.now();
-    const inputs = writeRejects(output.file('rejects.jsonl'), schemas, ranges, results);
-    const rowsCounted = outs.reduce((s, o) => s + o.rows, 0);
-    const rowsRejected = outs.reduce((s, o) => s + o.rejected, 0);
+    const inputs = writeRejects(output.file('rejects.jsonl'), schemas, ranges, results, rejects);
+    rejects.clear();
     const mergedRows = merged.reduce((s, m) => s + m.rows, 0);
     if (mergedRows !== rowsCounted) throw new SegflowError('ERR_INTERNAL', `row count mismatch: scanned ${rowsCounted}, merged ${mergedRows}`);
     const total = merged.reduce((s, m) => s + BigInt(m.total), 0n);
     const quantity = merged.reduce((s, m) => s + BigInt(m.quantity), 0n);
     timings.write = performance.now() - t3;
     timings.total = performance.now() - t0;
-    const seen = rowsCounted + rowsRejected;
-    if (maxBadRatio < 1 && seen > 0 && rowsRejected / seen > maxBadRatio) {
-      throw new SegflowError('ERR_TOO_MANY_REJECTS', `rejected ${rowsRejected} of ${seen} rows (${(100 * rowsRejected / seen).toFixed(2)}%), over --max-bad-ratio ${maxBadRatio}`, { rejected: rowsRejected, read: seen });
-    }
     const summary: AggregateSummary = {
       command,
       version: VERSION,
@@ -251,7 +323,17 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
     await cleanup();
     if (signal?.aborted) throw abortError();
     throw err;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
   }
+}
+
+/** The error for rejects over --max-bad-ratio, with the first reasons as examples. */
+function tooManyRejects(rejected: number, read: number, ratio: number, sample: string[], early: boolean): SegflowError {
+  const pct = ((100 * rejected) / read).toFixed(2);
+  const what = early ? `rejected ${rejected} of the ${read} rows read so far (${pct}%): more than --max-bad-ratio ${ratio} of the file whatever the rest holds` : `rejected ${rejected} of ${read} rows (${pct}%), over --max-bad-ratio ${ratio}`;
+  const eg = sample.length ? `; e.g. ${sample.join('; ')}` : '';
+  return new SegflowError('ERR_TOO_MANY_REJECTS', `${what}${eg}`, { rejected, read, maxBadRatio: ratio });
 }
 
 /** All files must agree on which optional columns they have (the shards have one header). */
@@ -272,16 +354,20 @@ function roundTimings(t: Record<string, number>): Record<string, number> {
 }
 
 /**
- * Run `fn` over items, all queued on the pool at once (the pool's queue balances them); the first
- * failure aborts the rest.
+ * Run `fn` over items, all handed to the pool at once (its queue balances them). The first
+ * failure aborts `job`, which stops the tasks still queued or running; this returns once every
+ * item has settled (so nothing still writes into the temp folder) and throws that first failure.
  */
-export async function runAll<T>(items: T[], fn: (item: T) => Promise<void>, signal?: AbortSignal): Promise<void> {
-  if (signal?.aborted) throw abortError();
+export async function runAll<T>(items: T[], fn: (item: T) => Promise<void>, job?: AbortController): Promise<void> {
+  if (job?.signal.aborted) throw abortError();
   let failed: unknown;
   await Promise.all(
     items.map((item) =>
       fn(item).catch((err) => {
-        if (failed === undefined) failed = err;
+        if (failed === undefined) {
+          failed = err;
+          job?.abort();
+        }
       }),
     ),
   );
@@ -329,7 +415,8 @@ class Progress {
 
 /**
  * Partial sections between scan and merge: held in shared memory up to the budget, then written
- * to spill files (one per scan task, sections back to back) and read back by the merge tasks.
+ * to spill files (one per scan task, sections back to back, 8-byte aligned) and read back by the
+ * merge tasks. Once spilled, the coordinator keeps only the file's name and offsets.
  */
 class SpillStore {
   held = 0;
@@ -357,7 +444,8 @@ class SpillStore {
     try {
       for (const s of out.sections) {
         const view = new Uint8Array(s);
-        await fh.write(view, 0, view.length, off);
+        let done = 0;
+        while (done < view.length) done += (await fh.write(view, done, view.length - done, off + done)).bytesWritten;
         offsets.push(off);
         lengths.push(view.length);
         off += view.length;
@@ -387,13 +475,110 @@ class SpillStore {
     return { shared: out.sections[p] };
   }
 
+  /** Forget partition p's sections held in memory (merged: the shared memory can be freed). */
+  dropPartition(outs: ScanOutput[], p: number): void {
+    for (const out of outs) {
+      if (this.files.has(out) || !out.sections[p]) continue;
+      this.held -= out.sections[p].byteLength;
+      out.sections[p] = EMPTY;
+    }
+  }
+
   clear(): void {
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
 }
 
+const EMPTY = new SharedArrayBuffer(0);
+
+/**
+ * Rejected rows between scan and the end of the job: each range's rejects are written to a file in
+ * the temp folder as soon as its task returns (line numbers are relative until every earlier range
+ * is known), so the coordinator never holds them all. A few are kept to quote in errors.
+ */
+class RejectStore {
+  private readonly files = new Map<ScanOutput, string>();
+  private readonly first: { file: number; offset: number; text: string }[] = [];
+  private n = 0;
+  constructor(private readonly dir: string) {}
+
+  hold(out: ScanOutput): void {
+    if (out.rejects.length === 0) return;
+    for (const j of out.rejects.slice(0, 3)) this.first.push({ file: out.fileIndex, offset: j.offset, text: `${j.reason} at byte ${j.offset}` });
+    this.first.sort((a, b) => a.file - b.file || a.offset - b.offset);
+    this.first.length = Math.min(this.first.length, 3);
+    fs.mkdirSync(this.dir, { recursive: true });
+    const file = path.join(this.dir, `rejects-${this.n++}.jsonl`);
+    const fd = fs.openSync(file, 'w');
+    try {
+      let text = '';
+      for (const j of out.rejects) {
+        text += JSON.stringify([j.line, j.offset, j.reason, j.text]) + '\n';
+        if (text.length > 1 << 20) {
+          fs.writeSync(fd, text);
+          text = '';
+        }
+      }
+      if (text) fs.writeSync(fd, text);
+    } finally {
+      fs.closeSync(fd);
+    }
+    this.files.set(out, file);
+    out.rejects = [];
+  }
+
+  release(out: ScanOutput): void {
+    const f = this.files.get(out);
+    if (f) fs.rmSync(f, { force: true });
+    this.files.delete(out);
+  }
+
+  /** The first few reasons (in file order among the ranges seen), for error messages. */
+  sample(): string[] {
+    return this.first.map((x) => x.text);
+  }
+
+  /** The rejects of one range, in order. */
+  *read(out: ScanOutput): Generator<RangeReject> {
+    const file = this.files.get(out);
+    if (!file) {
+      yield* out.rejects;
+      return;
+    }
+    for (const line of readLines(file)) {
+      const [l, offset, reason, text] = JSON.parse(line) as [number, number, string, string];
+      yield { line: l, offset, reason, text };
+    }
+  }
+
+  clear(): void {
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** The lines of a file, read in 1 MiB chunks. */
+function* readLines(file: string): Generator<string> {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(1 << 20);
+    const dec = new StringDecoder('utf8'); // keeps a UTF-8 sequence cut by a chunk for the next
+    let rest = '';
+    for (;;) {
+      const n = fs.readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      const lines = (rest + dec.write(buf.subarray(0, n))).split('\n');
+      rest = lines.pop()!;
+      yield* lines;
+    }
+    rest += dec.end();
+    if (rest) yield rest;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /** Write rejects.jsonl with 1-based line numbers in each file, in file and offset order. */
-function writeRejects(file: string, schemas: FileSchema[], ranges: Range[], results: Map<string, ScanOutput>): InputSummary[] {
+function writeRejects(file: string, schemas: FileSchema[], ranges: Range[], results: Map<string, ScanOutput>, store: RejectStore): InputSummary[] {
   const fd = fs.openSync(file, 'w');
   const inputs: InputSummary[] = [];
   try {
@@ -418,7 +603,7 @@ function writeRejects(file: string, schemas: FileSchema[], ranges: Range[], resu
         sum.rejected += out.rejected;
         sum.emptyLines += out.emptyLines;
         let text = '';
-        for (const j of out.rejects) {
+        for (const j of store.read(out)) {
           text += JSON.stringify({ file: s.file, line: line + j.line + 1, offset: j.offset, reason: j.reason, text: j.text }) + '\n';
           if (text.length > 1 << 20) {
             fs.writeSync(fd, text);

@@ -1,10 +1,16 @@
 /**
  * The worker pool: one Piscina pool serves every stage (scan, merge, k-means assignment, stream
  * batches). Tasks are named; each name maps to a thin module in workers/. A task returns a tagged
- * {@link TaskResult}; a worker that dies (crash, exit, out of memory) or a task that fails with an
- * internal error is retried on a fresh worker, up to `attempts` in all (Dataflow's rule: 4).
+ * {@link TaskResult}; a worker that dies (crash, exit, out of memory), a task that runs past its
+ * timeout, or a task that fails with an internal error is retried on a fresh worker, up to
+ * `attempts` in all (Dataflow's rule: 4).
+ *
+ * No double counting: an attempt contributes nothing but the value its task returns, and only the
+ * value of the attempt that succeeded reaches the caller. A failed, crashed or timed-out attempt
+ * leaves at most files under names of its own (see merge.ts), never a counter or a partial.
  */
 import os from 'node:os';
+import { getMaxListeners, setMaxListeners } from 'node:events';
 import { Piscina } from 'piscina';
 import { SegflowError, fromFailure, type TaskResult } from './errors.js';
 
@@ -26,6 +32,11 @@ export interface PoolOptions {
   attempts?: number;
   /** Heap limit per worker in MiB (a worker over it is killed and its task retried). */
   maxOldGenerationSizeMb?: number;
+  /**
+   * Milliseconds one attempt may run before its worker is stopped and the task retried (default:
+   * the SEGFLOW_TASK_TIMEOUT environment variable in seconds, else no limit).
+   */
+  taskTimeoutMs?: number;
 }
 
 /** Options of one {@link SegflowPool.run} call. */
@@ -33,14 +44,20 @@ export interface RunTaskOptions {
   signal?: AbortSignal;
   /** Words for the error when every attempt failed, e.g. `sales.csv bytes 0-33554432`. */
   label?: string;
-  /** Called before each retry. */
+  /** Called before each retry with the attempt that failed (1-based) and its error. */
   onRetry?: (attempt: number, error: Error) => void;
-  /** Build the payload for an attempt (1-based); tasks receive `attempt` to make faults testable. */
+  /** Milliseconds per attempt (overrides the pool's `taskTimeoutMs`). */
+  timeoutMs?: number;
 }
 
 /** The number of cores this process may use. */
 export function defaultWorkers(): number {
   return Math.max(1, typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length);
+}
+
+function envTimeout(): number | undefined {
+  const v = Number(process.env.SEGFLOW_TASK_TIMEOUT);
+  return v > 0 ? v * 1000 : undefined;
 }
 
 /**
@@ -50,16 +67,26 @@ export function defaultWorkers(): number {
 export class SegflowPool {
   readonly workers: number;
   readonly attempts: number;
+  readonly taskTimeoutMs: number | undefined;
   #piscina: Piscina;
   #closed = false;
+  /**
+   * Tasks in Piscina at once: one per worker. The rest wait here, so an attempt's timeout counts
+   * from when it starts, not from when it was queued, and a retry goes to the next free worker.
+   */
+  #running = 0;
+  #waiting: (() => void)[] = [];
 
   constructor(options: PoolOptions = {}) {
     const workers = options.workers ?? defaultWorkers();
     if (!Number.isInteger(workers) || workers < 1) {
       throw new SegflowError('ERR_USAGE', `workers must be a positive integer, got ${workers}`);
     }
+    const attempts = options.attempts ?? 4;
+    if (!Number.isInteger(attempts) || attempts < 1) throw new SegflowError('ERR_USAGE', `attempts must be a positive integer, got ${attempts}`);
     this.workers = workers;
-    this.attempts = options.attempts ?? 4;
+    this.attempts = attempts;
+    this.taskTimeoutMs = options.taskTimeoutMs ?? envTimeout();
     this.#piscina = new Piscina({
       filename: TASK_FILES.scan,
       minThreads: workers,
@@ -75,13 +102,28 @@ export class SegflowPool {
 
   /** Tasks waiting for a worker. */
   get queueSize(): number {
-    return this.#piscina.queueSize;
+    return this.#waiting.length + this.#piscina.queueSize;
+  }
+
+  async #acquire(): Promise<void> {
+    if (this.#running < this.workers) {
+      this.#running++;
+      return;
+    }
+    await new Promise<void>((resolve) => this.#waiting.push(resolve));
+  }
+
+  #release(): void {
+    const next = this.#waiting.shift();
+    if (next) next();
+    else this.#running--;
   }
 
   /**
-   * Run one task, retrying on a fresh worker when the worker dies or the task reports an internal
-   * error. Input errors (bad file, bad column) are not retried: they would fail the same way.
-   * `payload` may be a function of the 1-based attempt number.
+   * Run one task, retrying on a fresh worker when the worker dies, the attempt times out or the
+   * task reports an internal error. Input errors (bad file, bad column) are not retried: they would
+   * fail the same way. `payload` may be a function of the 1-based attempt number; the task also
+   * receives `attempt` in its payload.
    */
   async run<T>(
     name: TaskName,
@@ -89,21 +131,54 @@ export class SegflowPool {
     options: RunTaskOptions & { transferList?: (attempt: number) => ArrayBuffer[] } = {},
   ): Promise<T> {
     if (this.#closed) throw new SegflowError('ERR_INTERNAL', 'the pool is closed');
+    const signal = options.signal;
+    if (signal?.aborted) throw abortError();
+    await this.#acquire();
+    try {
+      return await this.#attempts<T>(name, payload, options);
+    } finally {
+      this.#release();
+    }
+  }
+
+  async #attempts<T>(
+    name: TaskName,
+    payload: unknown | ((attempt: number) => unknown),
+    options: RunTaskOptions & { transferList?: (attempt: number) => ArrayBuffer[] },
+  ): Promise<T> {
+    const signal = options.signal;
+    const timeoutMs = options.timeoutMs ?? this.taskTimeoutMs;
+    if (signal && getMaxListeners(signal) < this.workers + 10) setMaxListeners(this.workers + 10, signal);
     let lastError: Error | undefined;
     for (let attempt = 1; attempt <= this.attempts; attempt++) {
-      if (options.signal?.aborted) throw abortError();
+      if (signal?.aborted || this.#closed) throw abortError();
       const body = typeof payload === 'function' ? (payload as (a: number) => unknown)(attempt) : payload;
+      // one controller per attempt: the job's signal or this attempt's timeout stops it
+      const ac = new AbortController();
+      const onAbort = (): void => ac.abort();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      let timedOut = false;
+      const timer =
+        timeoutMs !== undefined
+          ? setTimeout(() => {
+              timedOut = true;
+              ac.abort();
+            }, timeoutMs)
+          : undefined;
       let result: TaskResult<T>;
       try {
         result = (await this.#piscina.run(
           { ...(body as object), attempt },
-          { filename: TASK_FILES[name], signal: options.signal, transferList: options.transferList?.(attempt) as never },
+          { filename: TASK_FILES[name], signal: ac.signal, transferList: options.transferList?.(attempt) as never },
         )) as TaskResult<T>;
       } catch (err) {
-        if (options.signal?.aborted || (err as Error)?.name === 'AbortError') throw abortError();
-        lastError = err instanceof Error ? err : new Error(String(err));
+        if (signal?.aborted || this.#closed) throw abortError();
+        lastError = timedOut ? new Error(`timed out after ${timeoutMs} ms (the worker was stopped)`) : describeWorkerError(err);
         if (attempt < this.attempts) options.onRetry?.(attempt, lastError);
         continue;
+      } finally {
+        if (timer) clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
       }
       if (result.ok) return result.value;
       const error = fromFailure(result);
@@ -123,8 +198,20 @@ export class SegflowPool {
   async destroy(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // wake anything queued here: it sees the pool closed and rejects
+    for (const w of this.#waiting.splice(0)) w();
     await this.#piscina.destroy();
   }
+}
+
+/** Words for a worker that died: Piscina's messages, made plain. */
+function describeWorkerError(err: unknown): Error {
+  const e = err instanceof Error ? err : new Error(String(err));
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ERR_WORKER_OUT_OF_MEMORY') return new Error(`the worker ran out of memory (${e.message})`);
+  const exit = /worker exited with code:? (\d+)/i.exec(e.message);
+  if (exit) return new Error(`the worker thread exited with code ${exit[1]}`);
+  return e;
 }
 
 /** The error an aborted job rejects with. */

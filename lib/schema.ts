@@ -73,6 +73,35 @@ function readHead(file: string, compressed: boolean, size: number): Buffer {
   }
 }
 
+/** Bytes below 0x20 other than tab, LF, VT, FF and CR, plus DEL. */
+function controlBytes(b: Uint8Array): number {
+  let n = 0;
+  for (let i = 0; i < b.length; i++) {
+    const c = b[i];
+    if ((c < 32 && (c < 9 || c > 13)) || c === 127) n++;
+  }
+  return n;
+}
+
+/** A header for an error message: at most 30 names of at most 40 characters, printable. */
+function listColumns(header: string[]): string {
+  const shown = header.slice(0, 30).map((h) => {
+    const t = h.replace(/[\x00-\x1f\x7f]/g, '?');
+    return t.length > 40 ? `${t.slice(0, 40)}…` : t;
+  });
+  return shown.join(', ') + (header.length > 30 ? `, … (${header.length} in all)` : '');
+}
+
+/** When a header has one column, say what the file looks like instead. */
+function formatHint(firstLine: string, header: string[], format: 'csv' | 'jsonl'): string {
+  if (format !== 'csv' || header.length > 1) return '';
+  const t = firstLine.trimStart();
+  if (t.startsWith('{')) return ' (the file looks like JSON Lines: pass --format jsonl)';
+  if (t.startsWith('[')) return ' (the file looks like JSON, which is not read: convert it to JSON Lines)';
+  if (t.startsWith('<')) return ' (the file looks like HTML or XML, not CSV)';
+  return ' (the header has a single column: not a delimited file, or name the delimiter with --delimiter)';
+}
+
 /** Split one header line into names (CSV quoting honoured). */
 function splitHeader(line: string, delimiter: number): string[] {
   if (delimiter === WHITESPACE) return line.trim().split(/[ \t]+/);
@@ -161,16 +190,29 @@ export function readSchema(file: string, opts: ColumnOptions): FileSchema {
     throw new SegflowError('ERR_INPUT_NOT_FOUND', `input not found: ${file}`, { file });
   }
   if (!st.isFile()) throw new SegflowError('ERR_BAD_INPUT', `${file}: not a regular file`, { file });
-  const fd = fs.openSync(file, 'r');
   const magic = Buffer.alloc(2);
-  fs.readSync(fd, magic, 0, 2, 0);
-  fs.closeSync(fd);
+  try {
+    const fd = fs.openSync(file, 'r');
+    try {
+      fs.readSync(fd, magic, 0, 2, 0);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new SegflowError('ERR_BAD_INPUT', `${file}: cannot be read (${code === 'EACCES' ? 'permission denied' : (err as Error).message})`, { file, sysCode: code });
+  }
   const compressed = magic[0] === 0x1f && magic[1] === 0x8b;
   if (st.size === 0) throw new SegflowError('ERR_BAD_INPUT', `${file}: the file is empty (expected a header line)`, { file });
   const head = readHead(file, compressed, st.size);
   const nul = head.indexOf(0);
   if (nul >= 0) {
     throw new SegflowError('ERR_BAD_INPUT', `${file}: not a text file (a NUL byte at offset ${nul}); expected CSV or JSON Lines`, { file, offset: nul });
+  }
+  const control = controlBytes(head);
+  // text has next to none; random or compressed bytes have about 1 in 9
+  if (control > Math.max(2, head.length / 100)) {
+    throw new SegflowError('ERR_BAD_INPUT', `${file}: not a text file (${control} of its first ${head.length} bytes are control characters); expected CSV or JSON Lines`, { file });
   }
   const bom = head[0] === 0xef && head[1] === 0xbb && head[2] === 0xbf ? 3 : 0;
   const base = file.replace(/\.gz$/i, '');
@@ -212,7 +254,7 @@ export function readSchema(file: string, opts: ColumnOptions): FileSchema {
     } else header = cells.map((_, i) => `column${i + 1}`);
   }
   const fieldCount = header.length;
-  const listed = `columns: ${header.join(', ')}`;
+  const listed = `columns: ${listColumns(header)}${formatHint(firstLine, header, format)}`;
   const resolve = (flag: string, wanted: string | undefined, auto: string[], what: string, required: boolean): number => {
     if (wanted !== undefined && wanted !== '') {
       const i = findColumn(header, wanted);
