@@ -79,7 +79,7 @@ export interface AggregateResult {
 }
 
 /** Validate and fill the options. */
-function settle(o: AggregateOptions) {
+export function settle(o: AggregateOptions) {
   const shards = o.shards ?? DEFAULT_SHARDS;
   if (!Number.isInteger(shards) || shards < 1 || shards > 65535) throw new SegflowError('ERR_USAGE', `--shards must be an integer from 1 to 65535, got ${o.shards}`);
   if (o.rangeSize !== undefined && (!Number.isInteger(o.rangeSize) || o.rangeSize < 1)) {
@@ -337,7 +337,7 @@ function tooManyRejects(rejected: number, read: number, ratio: number, sample: s
 }
 
 /** All files must agree on which optional columns they have (the shards have one header). */
-function checkConsistent(schemas: FileSchema[], o: AggregateOptions): void {
+export function checkConsistent(schemas: FileSchema[], o: AggregateOptions): void {
   const q = schemas.filter((s) => s.names[2]).length;
   if (q > 0 && q < schemas.length) {
     const missing = schemas.find((s) => !s.names[2])!;
@@ -347,7 +347,7 @@ function checkConsistent(schemas: FileSchema[], o: AggregateOptions): void {
   }
 }
 
-function roundTimings(t: Record<string, number>): Record<string, number> {
+export function roundTimings(t: Record<string, number>): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [k, v] of Object.entries(t)) out[k] = Math.round(v * 10) / 10;
   return out;
@@ -496,7 +496,7 @@ const EMPTY = new SharedArrayBuffer(0);
  * the temp folder as soon as its task returns (line numbers are relative until every earlier range
  * is known), so the coordinator never holds them all. A few are kept to quote in errors.
  */
-class RejectStore {
+export class RejectStore {
   private readonly files = new Map<ScanOutput, string>();
   private readonly first: { file: number; offset: number; text: string }[] = [];
   private n = 0;
@@ -578,7 +578,7 @@ function* readLines(file: string): Generator<string> {
 }
 
 /** Write rejects.jsonl with 1-based line numbers in each file, in file and offset order. */
-function writeRejects(file: string, schemas: FileSchema[], ranges: Range[], results: Map<string, ScanOutput>, store: RejectStore): InputSummary[] {
+export function writeRejects(file: string, schemas: FileSchema[], ranges: Range[], results: Map<string, ScanOutput>, store: RejectStore): InputSummary[] {
   const fd = fs.openSync(file, 'w');
   const inputs: InputSummary[] = [];
   try {

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { SegflowError } from './errors.js';
 
 /** File names a folder contributes: text tables, optionally gzip-compressed. */
-const DATA_FILE = /\.(csv|tsv|txt|dat|jsonl|ndjson|json)(\.gz)?$/i;
+export const DATA_FILE = /\.(csv|tsv|txt|dat|jsonl|ndjson|json)(\.gz)?$/i;
 
 /** Turn a glob (`*`, `?`, `**`, `[...]`) into a RegExp over '/'-separated paths. */
 function globToRegExp(glob: string): RegExp {
