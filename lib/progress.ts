@@ -165,6 +165,8 @@ export function ttyLine(v: ProgressView, color: boolean): string {
 /** Tracks the stage and when it began. */
 class StageClock {
   last: ProgressEvent | undefined;
+  /** The last scan event: input bytes are read in the scan, so later stages show its figures. */
+  scan: ProgressEvent | undefined;
   /** Wall clock (Date.now) when `last` arrived, to extrapolate job time between events. */
   lastWall = 0;
   stageStartMs = 0;
@@ -173,6 +175,8 @@ class StageClock {
     const changed = this.last?.stage !== e.stage;
     // a stage begins where the previous stage's last event left off (events come when work ends)
     if (changed) this.stageStartMs = this.last ? this.last.elapsedMs : 0;
+    if (e.stage === 'scan') this.scan = e;
+    else if (this.scan && e.stage !== 'plan') e = { ...e, bytes: this.scan.bytes, totalBytes: this.scan.totalBytes };
     this.last = e;
     this.lastWall = Date.now();
     return changed;

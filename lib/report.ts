@@ -269,7 +269,7 @@ ${stat('rows read', int.format(m.rows))}
 ${stat('rejected', `${int.format(m.rejected)}${readRows > 0 ? ` <span class="muted">(${pct(m.rejected / readRows)})</span>` : ''}`)}
 ${stat('users', int.format(m.users))}
 ${stat('workers', int.format(m.workers))}
-${stat('MB/s', r1(m.mbPerSec))}
+${stat('MB/s', m.mbPerSec.toFixed(1))}
 ${stat('total time', `${(total / 1000).toFixed(2)} s`)}
 </div>
 <table class="stages"><thead><tr><th scope="col">stage</th><th scope="col">time</th><th scope="col"></th></tr></thead><tbody>${bars.join('')}</tbody></table>
@@ -372,7 +372,7 @@ th,td{padding:6px 10px;border-bottom:1px solid var(--line);text-align:right}
 th:first-child,td:first-child{text-align:left}thead th{font-size:.8rem;color:var(--muted);font-weight:600}
 .stats{display:grid;grid-template-columns:repeat(auto-fit,minmax(140px,1fr));gap:10px;margin-bottom:12px}
 .stat{background:var(--panel);border:1px solid var(--line);border-radius:8px;padding:10px 12px}
-.stat-value{font-size:1.25rem;font-weight:600}.stat-label{font-size:.8rem;color:var(--muted)}
+.stat-value{font-size:1.25rem;font-weight:600}.stat-value .muted{font-size:.75em;font-weight:400}.stat-label{font-size:.8rem;color:var(--muted)}
 .stages{max-width:640px}.stages td.bar-cell{width:60%;text-align:left}.bar{display:inline-block;height:10px;background:#4e79a7;border-radius:2px}
 .k-charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:16px}
 .k-chart{margin:0}.k-chart figcaption{font-size:.9rem;color:var(--muted);margin-bottom:4px}

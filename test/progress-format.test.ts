@@ -85,6 +85,16 @@ test('plain reporter: a failed job ends with "stopped"', () => {
   assert.match(s.text(), /segflow: stopped /);
 });
 
+test('stages after the scan show the scan\'s bytes (they read no input)', () => {
+  const s = fakeStream(false);
+  const r = createReporter({ stream: s });
+  r.progress(ev('scan', 1000, { bytes: 100e6 }));
+  r.progress(ev('cluster', 2000, { bytes: 7e6, totalBytes: 7e6 }));
+  r.done();
+  assert.match(s.text(), /segflow: cluster .* 100\.0 MB of 100\.0 MB/);
+  assert.match(s.text(), /segflow: done .* 100\.0 MB /);
+});
+
 test('quiet: nothing at all', () => {
   const s = fakeStream(true);
   const r = createReporter({ quiet: true, stream: s });
