@@ -109,6 +109,7 @@ test('tty reporter: frames on one row, messages above, a summary row at the end'
   const r = createReporter({ stream: s, color: false });
   r.progress(ev('scan', 100, { bytes: 10e6, records: 5 }));
   r.log('note');
+  r.progress(ev('scan', 200, { bytes: 100e6, records: 50 }));
   r.progress(ev('merge', 300, { bytes: 100e6, records: 50, done: 8, total: 8 }));
   r.done();
   const out = s.text();
