@@ -11,6 +11,7 @@
  *   Uint8[keyBytes] key bytes
  */
 import { KeyTable, partitionOf } from './table.js';
+import type { ScanTable, SectionWriter } from './scan-table.js';
 import { SegflowError } from './errors.js';
 
 const MAGIC = 0x31504753; // "SGP1"
@@ -31,6 +32,42 @@ export interface Section {
   keyBytes: Uint8Array;
 }
 
+/** A section being written: its buffer and the views {@link ScanTable.encode} fills. */
+export interface SectionBuffer extends SectionWriter {
+  buf: SharedArrayBuffer;
+}
+
+/** Allocate one section of `n` keys and `keyBytes` key bytes, header filled. */
+export function allocSection(n: number, keyBytes: number, flags: number, scale: number, qscale: number, width: number): SectionBuffer {
+  const hOff = HEADER;
+  const aOff = hOff + pad8(n * 4);
+  const kOff = aOff + n * width * 8;
+  const bOff = kOff + pad8(n * 4);
+  // shared memory: the coordinator and a merge task (and its retries) read it without copies
+  const buf = new SharedArrayBuffer(bOff + keyBytes);
+  new Int32Array(buf, 0, 8).set([MAGIC, n, flags, scale, qscale, keyBytes, width, 0]);
+  return {
+    buf,
+    h: new Int32Array(buf, hOff, n),
+    a: new Float64Array(buf, aOff, n * width),
+    k: new Uint32Array(buf, kOff, n),
+    b: new Uint8Array(buf, bOff, keyBytes),
+    i: 0,
+    kb: 0,
+  };
+}
+
+/** Encode a scan table as `partitions` sections by key hash, in shared memory. */
+export function encodeScanTable(table: ScanTable, partitions: number): SharedArrayBuffer[] {
+  const out: SectionBuffer[] = [];
+  table.encode(partitions, (_p, n, keyBytes) => {
+    const s = allocSection(n, keyBytes, table.flags, table.scale, table.qscale, table.width);
+    out.push(s);
+    return s;
+  });
+  return out.map((s) => s.buf);
+}
+
 /** Split a table into `partitions` sections by key hash, in shared memory. */
 export function encodeSections(table: KeyTable, partitions: number): SharedArrayBuffer[] {
   const n = table.size;
@@ -45,41 +82,25 @@ export function encodeSections(table: KeyTable, partitions: number): SharedArray
     bytes[p] += keyEnds[id] - (id === 0 ? 0 : keyEnds[id - 1]);
   }
   const w = table.width;
-  const out: SharedArrayBuffer[] = [];
-  const views: { h: Int32Array; a: Float64Array; k: Uint32Array; b: Uint8Array; i: number; kb: number }[] = [];
-  for (let p = 0; p < partitions; p++) {
-    const c = counts[p];
-    const hOff = HEADER;
-    const aOff = hOff + pad8(c * 4);
-    const kOff = aOff + c * w * 8;
-    const bOff = kOff + pad8(c * 4);
-    // shared memory: the coordinator and a merge task (and its retries) read it without copies
-    const buf = new SharedArrayBuffer(bOff + bytes[p]);
-    const head = new Int32Array(buf, 0, 8);
-    head.set([MAGIC, c, table.flags, table.scale, table.qscale, bytes[p], w, 0]);
-    out.push(buf);
-    views.push({
-      h: new Int32Array(buf, hOff, c),
-      a: new Float64Array(buf, aOff, c * w),
-      k: new Uint32Array(buf, kOff, c),
-      b: new Uint8Array(buf, bOff, bytes[p]),
-      i: 0,
-      kb: 0,
-    });
-  }
+  const views: SectionBuffer[] = [];
+  for (let p = 0; p < partitions; p++) views.push(allocSection(counts[p], bytes[p], table.flags, table.scale, table.qscale, w));
   const { acc, arena } = table;
   for (let id = 0; id < n; id++) {
     const v = views[part[id]];
     const i = v.i++;
     v.h[i] = hashes[id];
-    v.a.set(acc.subarray(id * w, id * w + w), i * w);
+    // element loops, not subarray().set(): no allocation per key
+    const a = v.a;
+    for (let j = 0, src = id * w, dst = i * w; j < w; j++) a[dst + j] = acc[src + j];
     const ks = id === 0 ? 0 : keyEnds[id - 1];
     const ke = keyEnds[id];
-    v.b.set(arena.subarray(ks, ke), v.kb);
-    v.kb += ke - ks;
-    v.k[i] = v.kb;
+    const b = v.b;
+    let kb = v.kb;
+    for (let j = ks; j < ke; j++) b[kb++] = arena[j];
+    v.kb = kb;
+    v.k[i] = kb;
   }
-  return out;
+  return views.map((v) => v.buf);
 }
 
 /** Read a section from a buffer (copied first when it is not 8-byte aligned). */

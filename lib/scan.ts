@@ -12,10 +12,11 @@
  */
 import fs from 'node:fs';
 import zlib from 'node:zlib';
-import { KeyTable, F_QTY, F_DATE, COUNT, SUM, finalizeHash } from './table.js';
-import { encodeSections } from './partial.js';
+import { F_QTY, F_DATE, finalizeHash } from './table.js';
+import { ScanTable } from './scan-table.js';
+import { encodeScanTable } from './partial.js';
 import { EMPTY, INVALID, OK, TOO_PRECISE, parseDate, parseDecimal, type ParseOut } from './util/bytes.js';
-import { LIMB_MAX, MAX_SCALE, addBig } from './util/exact.js';
+import { MAX_SCALE } from './util/exact.js';
 import { SegflowError } from './errors.js';
 
 /** The delimiter value that means "runs of blanks" (whitespace-separated text). */
@@ -93,7 +94,7 @@ const TAB = 9;
 const TWO52 = 2 ** 52;
 const MAX_REJECT_TEXT = 200;
 /** Rows parsed before they are folded into the table. */
-const BATCH = 8192;
+const BATCH = 65536;
 
 const NEED_MORE = -1;
 const UNTERMINATED = -2;
@@ -195,7 +196,7 @@ async function readCompressed(task: ScanTask, scanner: RangeScanner, chunk: numb
 /** The scan state of one range. */
 class RangeScanner {
   readonly task: ScanTask;
-  readonly table: KeyTable;
+  readonly table: ScanTable;
   done = false;
   /** Still looking for the first record (the range started mid-line). */
   private skipping: boolean;
@@ -244,7 +245,9 @@ class RangeScanner {
     this.delim = task.delimiter;
     this.hasQty = task.quantity >= 0 || (task.format === 'jsonl' && !!task.keys?.[2]);
     this.hasDate = task.date >= 0 || (task.format === 'jsonl' && !!task.keys?.[3]);
-    this.table = new KeyTable((this.hasQty ? F_QTY : 0) | (this.hasDate ? F_DATE : 0), 4096);
+    // sized for the range (about one key per 64 bytes) so that it rarely grows while scanning
+    const span = task.compressed ? 64 << 20 : Math.min(task.end - task.start, 256 << 20);
+    this.table = new ScanTable((this.hasQty ? F_QTY : 0) | (this.hasDate ? F_DATE : 0), Math.max(4096, Math.ceil(span / 64)));
     this.maxRecord = task.maxRecordBytes ?? 1 << 20;
     const idx = [task.user, task.amount, task.quantity, task.date];
     this.nf = Math.max(...idx) + 1;
@@ -713,13 +716,8 @@ class RangeScanner {
     h = finalizeHash(h);
     if (big !== undefined) {
       // exact slow path for a product past 2^52: fold now
-      this.flush(src as Buffer);
-      const t = this.table;
-      const id = t.find(h, num, src, ks, ke);
-      if (dp > t.scale) t.rescale(dp);
-      t.acc[id * t.width + COUNT]++;
-      addBig(t.acc, id * t.width + SUM, big * 10n ** BigInt(t.scale - dp));
-      this.addQtyDate(id, q, qdp, date);
+      this.flush(src);
+      this.table.foldBig(h, num, src, ks, ke, big, dp, q, qdp, date);
       this.rows++;
       return;
     }
@@ -734,21 +732,7 @@ class RangeScanner {
     this.bQdp[n] = qdp;
     this.bDate[n] = date;
     this.n = n + 1;
-    if (this.n === BATCH) this.flush(src as Buffer);
-  }
-
-  private addQtyDate(id: number, q: number, qdp: number, date: number): void {
-    const t = this.table;
-    const o = id * t.width;
-    if (t.qtyOff >= 0) {
-      if (qdp > t.qscale) t.rescaleQty(qdp);
-      KeyTable.addScaled(t.acc, o + t.qtyOff, q, qdp, t.qscale);
-    }
-    if (t.dateOff >= 0) {
-      const acc = t.acc;
-      if (date < acc[o + t.dateOff]) acc[o + t.dateOff] = date;
-      if (date > acc[o + t.dateOff + 1]) acc[o + t.dateOff + 1] = date;
-    }
+    if (this.n === BATCH) this.flush(src);
   }
 
   /** Fold the queued rows into the table (the second, tight loop). */
@@ -756,28 +740,7 @@ class RangeScanner {
     const n = this.n;
     if (n === 0) return;
     this.n = 0;
-    const t = this.table;
-    const { bHash, bNum, bKs, bKe, bM, bDp } = this;
-    // raise the table's scale once for the batch
-    let maxDp = t.scale;
-    for (let r = 0; r < n; r++) if (bDp[r] > maxDp) maxDp = bDp[r];
-    if (maxDp > t.scale) t.rescale(maxDp);
-    const scale = t.scale;
-    const w = t.width;
-    const extra = t.qtyOff >= 0 || t.dateOff >= 0;
-    for (let r = 0; r < n; r++) {
-      const id = t.find(bHash[r], bNum[r], src, bKs[r], bKe[r]);
-      const acc = t.acc;
-      const o = id * w;
-      acc[o + COUNT]++;
-      const dp = bDp[r];
-      const v = dp === scale ? bM[r] : bM[r] * POW[scale - dp];
-      let lo = acc[o + SUM] + v;
-      if (v > LIMB_MAX || v < -LIMB_MAX || lo > LIMB_MAX || lo < -LIMB_MAX) {
-        KeyTable.addScaled(acc, o + SUM, bM[r], dp, scale);
-      } else acc[o + SUM] = lo;
-      if (extra) this.addQtyDate(id, this.bQ[r], this.bQdp[r], this.bDate[r]);
-    }
+    this.table.foldBatch(n, this.bHash, this.bNum, this.bKs, this.bKe, this.bM, this.bDp, this.bQ, this.bQdp, this.bDate, src);
     this.rows += n;
   }
 
@@ -801,7 +764,7 @@ class RangeScanner {
     return {
       fileIndex: this.task.fileIndex,
       rangeIndex: this.task.rangeIndex,
-      sections: encodeSections(t, this.task.partitions),
+      sections: encodeScanTable(t, this.task.partitions),
       keys: t.size,
       rows: this.rows,
       rejected: this.rejected,
@@ -819,7 +782,6 @@ class RangeScanner {
   }
 }
 
-const POW = new Float64Array(23).map((_, i) => 10 ** i);
 
 function quoteText(src: Uint8Array, s: number, e: number): string {
   const t = Buffer.from(src.buffer, src.byteOffset, src.length).toString('utf8', s, Math.min(e, s + 40)).trim();
