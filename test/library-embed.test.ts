@@ -1,0 +1,114 @@
+/**
+ * The library as an app embeds it, through its public entry only: two jobs on one kept pool, one
+ * aborted midway with an AbortSignal. The aborted job rejects with ERR_ABORTED and leaves nothing
+ * behind; the other finishes with the right numbers; progress events arrive in order; the pool
+ * still serves a job afterwards.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { SegflowError, SegflowPool, aggregate, generate, type ProgressEvent, type Stage } from '../lib/index.js';
+
+const STAGES: Stage[] = ['plan', 'scan', 'merge', 'cluster', 'report'];
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'segflow-library-'));
+const inputs = path.join(tmp, 'in');
+const outs = path.join(tmp, 'out'); // the parent of both jobs' --out: nothing else may appear here
+fs.mkdirSync(inputs);
+fs.mkdirSync(outs);
+const bigFile = path.join(inputs, 'big.csv');
+const smallFile = path.join(inputs, 'small.csv');
+generate({ out: bigFile, rows: 200_000, seed: 11 });
+generate({ out: smallFile, rows: 60_000, seed: 12 });
+
+/** The reference: rows, users and the exact total of the Purchase column, read plainly. */
+function reference(file: string): { rows: number; users: number; total: bigint } {
+  const lines = fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(1);
+  const users = new Set<string>();
+  let total = 0n;
+  for (const line of lines) {
+    users.add(line.slice(0, line.indexOf(',')));
+    total += BigInt(line.slice(line.lastIndexOf(',') + 1));
+  }
+  return { rows: lines.length, users: users.size, total };
+}
+
+/** Check events are in stage order and bytes and records never go back. */
+function assertInOrder(events: ProgressEvent[]): void {
+  assert.ok(events.length > 0, 'no progress events');
+  for (let i = 1; i < events.length; i++) {
+    const [a, b] = [events[i - 1], events[i]];
+    assert.ok(STAGES.indexOf(b.stage) >= STAGES.indexOf(a.stage), `stage ${a.stage} then ${b.stage}`);
+    if (b.stage === a.stage || b.stage === 'scan' || b.stage === 'merge') {
+      assert.ok(b.bytes >= a.bytes, `bytes ${a.bytes} then ${b.bytes} (${a.stage} -> ${b.stage})`);
+      assert.ok(b.records >= a.records, `records ${a.records} then ${b.records}`);
+    }
+    assert.ok(b.elapsedMs >= a.elapsedMs, 'elapsedMs goes forward');
+  }
+}
+
+test('two jobs on one pool: one aborted midway, the other unaffected', async () => {
+  const pool = new SegflowPool({ workers: 2 });
+  try {
+    const controller = new AbortController();
+    const eventsA: ProgressEvent[] = [];
+    const eventsB: ProgressEvent[] = [];
+    const jobA = aggregate({
+      input: bigFile,
+      out: path.join(outs, 'a'),
+      pool,
+      rangeSize: 256 * 1024, // ~40 ranges: the abort lands with most still queued
+      signal: controller.signal,
+      onProgress: (e) => {
+        eventsA.push(e);
+        if (e.stage === 'scan' && !controller.signal.aborted) controller.abort();
+      },
+    });
+    const jobB = aggregate({ input: smallFile, out: path.join(outs, 'b'), pool, rangeSize: 256 * 1024, onProgress: (e) => eventsB.push(e) });
+    const [a, b] = await Promise.allSettled([jobA, jobB]);
+
+    assert.is(a.status, 'rejected');
+    const err = (a as PromiseRejectedResult).reason;
+    assert.instance(err, SegflowError);
+    assert.is(err.code, 'ERR_ABORTED');
+    const scansA = eventsA.filter((e) => e.stage === 'scan');
+    assert.ok(scansA.length >= 1 && scansA[scansA.length - 1].bytes < scansA[0].totalBytes, 'A stopped midway through its scan');
+
+    assert.is(b.status, 'fulfilled', String((b as PromiseRejectedResult).reason));
+    const summary = (b as PromiseFulfilledResult<Awaited<typeof jobB>>).value;
+    const want = reference(smallFile);
+    assert.is(summary.rows.counted, want.rows);
+    assert.is(summary.rows.rejected, 0);
+    assert.is(summary.users, want.users);
+    assert.is(summary.total, want.total.toString());
+    assertInOrder(eventsB);
+    assert.is(eventsB[eventsB.length - 1].bytes, eventsB[eventsB.length - 1].totalBytes, 'B read all its bytes');
+
+    // nothing of A's remains: no --out, no temp folder, no spill file beside them
+    assert.equal(fs.readdirSync(outs).sort(), ['b']);
+    assert.ok(fs.existsSync(path.join(outs, 'b', 'summary.json')));
+
+    // the kept pool still serves jobs after an abort
+    const again = await aggregate({ input: smallFile, out: path.join(outs, 'c'), pool });
+    assert.is(again.total, summary.total);
+    assert.equal(fs.readdirSync(outs).sort(), ['b', 'c']);
+  } finally {
+    await pool.destroy();
+  }
+});
+
+test('an already aborted signal rejects at once, and writes nothing', async () => {
+  try {
+    await aggregate({ input: smallFile, out: path.join(tmp, 'never'), workers: 1, signal: AbortSignal.abort() });
+    assert.unreachable('should reject');
+  } catch (err) {
+    assert.instance(err, SegflowError);
+    assert.is((err as SegflowError).code, 'ERR_ABORTED');
+  }
+  assert.not.ok(fs.readdirSync(tmp).some((n) => n.includes('never')));
+});
+
+test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+test.run();
