@@ -1,0 +1,117 @@
+/**
+ * `segflow bench`: the whole aggregate job for each worker count, with tinybench, reported as
+ * median MB/s, speedup and parallel efficiency. One warm pool per worker count; every run writes
+ * its finalized shards (plan to commit), as a user's run does.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Bench } from 'tinybench';
+import { aggregate } from './aggregate.js';
+import { SegflowPool } from './pool.js';
+import { SegflowError } from './errors.js';
+import { resolveInputs } from './inputs.js';
+
+/** Options of {@link benchWorkers}. */
+export interface BenchOptions {
+  input: string | string[];
+  /** Worker counts to compare (default 1, 2, 4, ... up to the cores). */
+  workers?: number[];
+  /** Timed runs per worker count (default 5), after one warm-up run. */
+  rounds?: number;
+  shards?: number;
+  rangeSize?: number;
+  /** Folder for the runs' output (default: a temp folder, removed after). */
+  tmpDir?: string;
+  onRun?: (workers: number, ms: number) => void;
+}
+
+/** One row of the bench table. */
+export interface BenchRow {
+  workers: number;
+  /** Median seconds per job. */
+  seconds: number;
+  /** Input MB (10^6 bytes) per second at the median. */
+  mbPerSec: number;
+  /** Median time of the first row over this row's. */
+  speedup: number;
+  /** speedup / (workers / first row's workers). */
+  efficiency: number;
+  /** Every run, in seconds. */
+  runs: number[];
+}
+
+/** What {@link benchWorkers} resolves to (and `--json` prints). */
+export interface BenchResult {
+  command: 'bench';
+  input: string[];
+  bytes: number;
+  cores: number;
+  cpu: string;
+  rounds: number;
+  rows: BenchRow[];
+}
+
+/** Worker counts 1, 2, 4, ... up to `cores` (and `cores` itself). */
+export function defaultWorkerCounts(cores = os.availableParallelism()): number[] {
+  const out: number[] = [];
+  for (let w = 1; w < cores; w *= 2) out.push(w);
+  out.push(cores);
+  return out;
+}
+
+/** Run the worker-count benchmark. */
+export async function benchWorkers(o: BenchOptions): Promise<BenchResult> {
+  const files = resolveInputs(o.input);
+  const bytes = files.reduce((s, f) => s + fs.statSync(f).size, 0);
+  const counts = o.workers ?? defaultWorkerCounts();
+  if (counts.length === 0 || counts.some((w) => !Number.isInteger(w) || w < 1)) {
+    throw new SegflowError('ERR_USAGE', `--workers must list positive integers, got ${counts.join(',')}`);
+  }
+  const rounds = o.rounds ?? 5;
+  const tmp = o.tmpDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'segflow-bench-'));
+  const bench = new Bench({ iterations: rounds, time: 0, warmup: true, warmupIterations: 1, warmupTime: 0 });
+  const pools = new Map<number, SegflowPool>();
+  try {
+    for (const w of counts) {
+      const pool = new SegflowPool({ workers: w });
+      pools.set(w, pool);
+      bench.add(`${w}`, async () => {
+        const t0 = performance.now();
+        await aggregate({ input: files, out: path.join(tmp, `w${w}`), pool, force: true, shards: o.shards, rangeSize: o.rangeSize });
+        o.onRun?.(w, performance.now() - t0);
+      });
+    }
+    await bench.run();
+  } finally {
+    for (const p of pools.values()) await p.destroy();
+    if (!o.tmpDir) fs.rmSync(tmp, { recursive: true, force: true });
+  }
+  const rows: BenchRow[] = [];
+  for (const task of bench.tasks) {
+    const r = task.result;
+    if (r.state !== 'completed') throw new SegflowError('ERR_INTERNAL', `bench with ${task.name} workers: ${r.state === 'errored' ? String(r.error) : r.state}`);
+    const seconds = r.latency.p50 / 1000;
+    rows.push({ workers: Number(task.name), seconds, mbPerSec: bytes / 1e6 / seconds, speedup: 1, efficiency: 1, runs: r.latency.samples ? [...r.latency.samples].map((x) => x / 1000) : [] });
+  }
+  const base = rows[0];
+  for (const row of rows) {
+    row.speedup = base.seconds / row.seconds;
+    row.efficiency = row.speedup / (row.workers / base.workers);
+  }
+  return { command: 'bench', input: files, bytes, cores: os.availableParallelism(), cpu: os.cpus()[0]?.model ?? 'unknown', rounds, rows };
+}
+
+/** The bench table for people. */
+export function benchTable(r: BenchResult): string {
+  const head = ['workers', 'median s', 'MB/s', 'speedup', 'efficiency'];
+  const rows = r.rows.map((x) => [String(x.workers), x.seconds.toFixed(3), x.mbPerSec.toFixed(1), `${x.speedup.toFixed(2)}x`, `${(100 * x.efficiency).toFixed(0)}%`]);
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
+  const line = (c: string[]): string => c.map((v, i) => v.padStart(widths[i])).join('  ');
+  return [
+    `${(r.bytes / 1e6).toFixed(1)} MB, ${r.rounds} runs per worker count (median), ${r.cores} cores (${r.cpu})`,
+    line(head),
+    line(widths.map((w) => '-'.repeat(w))),
+    ...rows.map(line),
+  ].join('\n');
+}
