@@ -1,0 +1,102 @@
+/**
+ * Where the stream writes: the changes (a file, a writable stream such as stdout, a callback) and
+ * the rejects. Files are append-only with a length that each checkpoint saves; a restart cuts them
+ * back to it, so the lines of rows read again after a crash are not written twice.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { once } from 'node:events';
+import type { Writable } from 'node:stream';
+import type { ChangeEvent } from './options.js';
+
+/** An append-only file whose length is saved with each checkpoint. */
+export class AppendFile {
+  readonly file: string;
+  /** Bytes in the file. */
+  bytes: number;
+  private fd: number;
+
+  /**
+   * @param file The file (created when missing).
+   * @param cutTo Cut the file back to this length (the last checkpoint's) when it is longer.
+   */
+  constructor(file: string, cutTo?: number) {
+    this.file = path.resolve(file);
+    fs.mkdirSync(path.dirname(this.file), { recursive: true });
+    this.fd = fs.openSync(this.file, 'a');
+    let size = fs.fstatSync(this.fd).size;
+    if (cutTo !== undefined && size > cutTo) {
+      fs.ftruncateSync(this.fd, cutTo);
+      size = cutTo;
+    }
+    this.bytes = size;
+  }
+
+  write(text: string): void {
+    if (text.length === 0) return;
+    const buf = Buffer.from(text);
+    let off = 0;
+    while (off < buf.length) off += fs.writeSync(this.fd, buf, off, buf.length - off);
+    this.bytes += buf.length;
+  }
+
+  sync(): void {
+    fs.fsyncSync(this.fd);
+  }
+
+  close(): void {
+    if (this.fd >= 0) fs.closeSync(this.fd);
+    this.fd = -1;
+  }
+}
+
+/** The changes output. */
+export class ChangeSink {
+  private readonly file: AppendFile | undefined;
+  private readonly stream: Writable | undefined;
+  private readonly onChange: ((e: ChangeEvent) => void) | undefined;
+  private failure: Error | undefined;
+
+  /**
+   * @param target A file path, a writable stream, or nothing.
+   * @param saved The changes file and length of the last checkpoint (cut back to when it is this file).
+   */
+  constructor(target: string | Writable | undefined, onChange: ((e: ChangeEvent) => void) | undefined, saved?: { file: string; bytes: number }) {
+    this.onChange = onChange;
+    if (typeof target === 'string') {
+      const same = saved && path.resolve(saved.file) === path.resolve(target);
+      this.file = new AppendFile(target, same ? saved.bytes : undefined);
+    } else if (target) {
+      this.stream = target;
+      target.on('error', (err: Error) => {
+        this.failure ??= err;
+      });
+    }
+  }
+
+  /** Write a batch's change lines. */
+  async write(lines: string[]): Promise<void> {
+    if (this.failure) throw this.failure;
+    if (lines.length === 0) return;
+    const text = lines.join('');
+    this.file?.write(text);
+    if (this.stream && !this.stream.write(text)) {
+      // back-pressure: a slow reader slows the stream instead of growing memory
+      await Promise.race([once(this.stream, 'drain'), once(this.stream, 'close')]);
+    }
+    if (this.onChange) for (const l of lines) this.onChange(JSON.parse(l) as ChangeEvent);
+  }
+
+  /** The file and its length, for a checkpoint. */
+  record(): { file: string; bytes: number } | undefined {
+    return this.file ? { file: this.file.file, bytes: this.file.bytes } : undefined;
+  }
+
+  sync(): void {
+    this.file?.sync();
+  }
+
+  close(): void {
+    this.file?.close();
+  }
+}

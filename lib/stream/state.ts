@@ -1,0 +1,274 @@
+/**
+ * The stream's state: the per-user table of the batch job (lib/table.ts: counts, exact sums as two
+ * float64 limbs, quantities, first and last dates) and each user's cluster under the current model.
+ *
+ * A micro-batch arrives as partial sections (lib/partial.ts) from scan tasks on the pool; folding
+ * one is the merge step of the batch job (lib/merge.ts `mergeSections`), done into the long-lived
+ * table, noting each user it touches so that only those are scaled and assigned afterwards.
+ */
+import { KeyTable, COUNT, SUM, F_DATE, F_QTY } from '../table.js';
+import type { Section } from '../partial.js';
+import { LIMB_MAX, POW10, addBig, addExact, formatScaled, limbsToBig } from '../util/exact.js';
+import { assignNearest } from '../kmeans.js';
+import { SegflowError } from '../errors.js';
+import type { StreamModel } from './model.js';
+
+const TWO32 = 2 ** 32;
+
+/** Add limbs (lo, hi) at decimal places `from` into the limbs at acc[at] at places `to` >= from. */
+function addLimbs(acc: Float64Array, at: number, lo: number, hi: number, from: number, to: number): void {
+  if (from === to) {
+    addExact(acc, at, lo);
+    acc[at + 1] += hi;
+    return;
+  }
+  const v = lo * POW10[to - from];
+  if (hi === 0 && v <= LIMB_MAX && v >= -LIMB_MAX) addExact(acc, at, v);
+  else addBig(acc, at, limbsToBig(lo, hi) * 10n ** BigInt(to - from));
+}
+
+/** The value of two limbs at `scale` decimal places, as a float (a feature, not a total). */
+function limbsValue(lo: number, hi: number, scale: number): number {
+  // lo is an exact integer: one correctly rounded division, the same float as parsing the decimal text
+  if (hi === 0) return lo / POW10[scale];
+  return (hi * TWO32 + lo) / POW10[scale];
+}
+
+/** The per-user state and the current model. */
+export class StreamState {
+  table: KeyTable;
+  /** Cluster of each user id under {@link StreamState.model}; -1 before the first assignment. */
+  labels: Int32Array;
+  model: StreamModel;
+  /** Dates in the state carry a time of day (the shards print `first_date` with a time). */
+  dateHasTime: boolean;
+  /** Rows counted, rejected and empty lines skipped, since the history began. */
+  rows = 0;
+  rejected = 0;
+  emptyLines = 0;
+  /** Rows in the state when the model was last fitted (for a share trigger). */
+  rowsAtFit = 0;
+  /** The batch each id was last touched in, and the ids touched in the current batch. */
+  private mark: Uint32Array;
+  private epoch = 0;
+  private touched: Int32Array;
+  private nTouched = 0;
+  private readonly row: Float64Array;
+  private readonly decoder = new TextDecoder();
+
+  constructor(table: KeyTable, model: StreamModel, labels?: Int32Array, dateHasTime = false) {
+    this.table = table;
+    this.model = model;
+    this.dateHasTime = dateHasTime;
+    const cap = Math.max(1024, table.size);
+    this.labels = new Int32Array(cap).fill(-1);
+    if (labels) this.labels.set(labels.subarray(0, table.size));
+    this.mark = new Uint32Array(cap);
+    this.touched = new Int32Array(1024);
+    this.row = new Float64Array(model.d);
+  }
+
+  /** Users in the state. */
+  get users(): number {
+    return this.table.size;
+  }
+
+  /** Make room for ids up to `n` in the per-id arrays. */
+  private reserve(n: number): void {
+    if (n <= this.labels.length) return;
+    let cap = this.labels.length * 2;
+    while (cap < n) cap *= 2;
+    const labels = new Int32Array(cap).fill(-1);
+    labels.set(this.labels);
+    this.labels = labels;
+    const mark = new Uint32Array(cap);
+    mark.set(this.mark);
+    this.mark = mark;
+  }
+
+  /** Start a batch: forget the users touched by the last one. */
+  beginBatch(): void {
+    this.nTouched = 0;
+    this.epoch = (this.epoch + 1) >>> 0;
+    if (this.epoch === 0) {
+      this.mark.fill(0);
+      this.epoch = 1;
+    }
+  }
+
+  /**
+   * Fold one partial section into the state (lib/merge.ts's merge, into the long-lived table).
+   *
+   * @param s A section of a scan task whose columns match the state's (same flags).
+   */
+  fold(s: Section): void {
+    const t = this.table;
+    if (s.n === 0) return;
+    if (s.flags !== t.flags) {
+      throw new SegflowError('ERR_INTERNAL', `a batch with columns ${flagText(s.flags)} cannot fold into a state with ${flagText(t.flags)}`);
+    }
+    if (s.scale > t.scale) t.rescale(s.scale);
+    if (t.qtyOff >= 0 && s.qscale > t.qscale) t.rescaleQty(s.qscale);
+    this.reserve(t.size + s.n);
+    if (this.touched.length < this.nTouched + s.n) {
+      const bigger = new Int32Array(Math.max(this.touched.length * 2, this.nTouched + s.n));
+      bigger.set(this.touched.subarray(0, this.nTouched));
+      this.touched = bigger;
+    }
+    const w = s.width;
+    const { hashes, acc: sacc, keyEnds, keyBytes } = s;
+    const scale = t.scale;
+    const qscale = t.qscale;
+    const qtyOff = t.qtyOff;
+    const dateOff = t.dateOff;
+    const tw = t.width;
+    const mark = this.mark;
+    const epoch = this.epoch;
+    const touched = this.touched;
+    let nt = this.nTouched;
+    for (let i = 0; i < s.n; i++) {
+      const ks = i === 0 ? 0 : keyEnds[i - 1];
+      const o = i * w;
+      const id = t.find(hashes[i], sacc[o], keyBytes, ks, keyEnds[i]);
+      const acc = t.acc; // re-read: find may have grown it
+      const d = id * tw;
+      acc[d + COUNT] += sacc[o + COUNT];
+      const lo = sacc[o + SUM];
+      const hi = sacc[o + SUM + 1];
+      if (hi === 0 && s.scale === scale) {
+        // the common case, inline: one add, carried only when the low limb passes 2^51
+        const v = acc[d + SUM] + lo;
+        if (v > LIMB_MAX || v < -LIMB_MAX) addExact(acc, d + SUM, lo);
+        else acc[d + SUM] = v;
+      } else addLimbs(acc, d + SUM, lo, hi, s.scale, scale);
+      if (qtyOff >= 0) addLimbs(acc, d + qtyOff, sacc[o + qtyOff], sacc[o + qtyOff + 1], s.qscale, qscale);
+      if (dateOff >= 0) {
+        const a = sacc[o + dateOff];
+        const b = sacc[o + dateOff + 1];
+        if (a < acc[d + dateOff]) acc[d + dateOff] = a;
+        if (b > acc[d + dateOff + 1]) acc[d + dateOff + 1] = b;
+      }
+      if (mark[id] !== epoch) {
+        mark[id] = epoch;
+        touched[nt++] = id;
+      }
+    }
+    this.nTouched = nt;
+  }
+
+  /** Fill `row` with the features of user `id`, in original units. */
+  features(id: number, row: Float64Array): void {
+    const t = this.table;
+    const acc = t.acc;
+    const o = id * t.width;
+    const f = this.model.features;
+    for (let j = 0; j < f.length; j++) {
+      const name = f[j];
+      if (name === 'purchases') row[j] = acc[o + COUNT];
+      else if (name === 'total') row[j] = limbsValue(acc[o + SUM], acc[o + SUM + 1], t.scale);
+      else row[j] = t.qtyOff >= 0 ? limbsValue(acc[o + t.qtyOff], acc[o + t.qtyOff + 1], t.qscale) : 0;
+    }
+  }
+
+  /** The nearest cluster of user `id` under the current model (lib/scale.ts's applyScaler, inlined). */
+  nearest(id: number): number {
+    const m = this.model;
+    const row = this.row;
+    this.features(id, row);
+    const { mean, std } = m.scaler;
+    const log = m.scaler.method === 'log-zscore';
+    for (let j = 0; j < m.d; j++) {
+      const v = row[j];
+      row[j] = ((log ? (v < 0 ? -Math.log1p(-v) : Math.log1p(v)) : v) - mean[j]) / std[j];
+    }
+    return assignNearest(m.centroids, m.k, m.d, row);
+  }
+
+  /**
+   * Assign every user touched by this batch; a user whose segment changes (or who is new) gives a
+   * change line.
+   *
+   * @param at The batch time (ISO).
+   * @param lines Receives one JSON line (with its newline) per change.
+   * @returns The changes.
+   */
+  assignTouched(at: string, lines: string[]): number {
+    const { labels, touched } = this;
+    const names = this.model.names;
+    let moves = 0;
+    for (let i = 0; i < this.nTouched; i++) {
+      const id = touched[i];
+      const to = this.nearest(id);
+      const from = labels[id];
+      if (to === from) continue;
+      labels[id] = to;
+      // a move between clusters of the same name is no change for the user
+      if (from >= 0 && names[from] === names[to]) continue;
+      lines.push(this.changeLine(id, from >= 0 ? names[from] : null, names[to], at));
+      moves++;
+    }
+    return moves;
+  }
+
+  /**
+   * Assign every user under the current model (after loading, or after re-clustering with
+   * `previous` as the old model): users whose segment name changed give change lines.
+   */
+  assignAll(at: string, lines: string[] | undefined, previous?: StreamModel): number {
+    const n = this.table.size;
+    this.reserve(n);
+    const oldNames = (previous ?? this.model).names;
+    const names = this.model.names;
+    let moves = 0;
+    for (let id = 0; id < n; id++) {
+      const to = this.nearest(id);
+      const from = this.labels[id];
+      this.labels[id] = to;
+      if (from >= 0 && oldNames[from] === names[to]) continue;
+      if (lines) lines.push(this.changeLine(id, from >= 0 ? oldNames[from] : null, names[to], at));
+      moves++;
+    }
+    return moves;
+  }
+
+  /** The features of every user, row-major in shared memory (for re-fitting on the pool). */
+  featureMatrix(): Float64Array {
+    const n = this.table.size;
+    const d = this.model.d;
+    const points = new Float64Array(new SharedArrayBuffer(Math.max(1, n * d) * 8));
+    const row = new Float64Array(d);
+    for (let id = 0; id < n; id++) {
+      this.features(id, row);
+      points.set(row, id * d);
+    }
+    return points;
+  }
+
+  /** The user id text of `id`. */
+  key(id: number): string {
+    const t = this.table;
+    return this.decoder.decode(t.arena.subarray(id === 0 ? 0 : t.keyEnds[id - 1], t.keyEnds[id]));
+  }
+
+  /** The exact total of `id` as decimal text. */
+  total(id: number): string {
+    const t = this.table;
+    const o = id * t.width + SUM;
+    const lo = t.acc[o];
+    const hi = t.acc[o + 1];
+    return formatScaled(hi === 0 ? lo : limbsToBig(lo, hi), t.scale);
+  }
+
+  /** One change as a JSON line; `total` is a JSON number written with the exact decimal digits. */
+  changeLine(id: number, from: string | null, to: string, at: string): string {
+    const count = this.table.acc[id * this.table.width + COUNT];
+    return `{"user_id":${JSON.stringify(this.key(id))},"from":${from === null ? 'null' : JSON.stringify(from)},"to":${JSON.stringify(to)},"purchases":${count},"total":${this.total(id)},"at":"${at}"}\n`;
+  }
+}
+
+function flagText(flags: number): string {
+  const parts = ['user', 'amount'];
+  if (flags & F_QTY) parts.push('quantity');
+  if (flags & F_DATE) parts.push('date');
+  return parts.join('+');
+}
