@@ -29,7 +29,7 @@ import type { SegflowPool } from './pool.js';
 export const DEFAULT_BLOCK_SIZE = 65536;
 
 /** The per-block passes a pool task can run. */
-export type BlockOp = 'assign' | 'kpp-seed' | 'kpp-pots' | 'kpp-update';
+export type BlockOp = 'assign' | 'kpp-seed' | 'kpp-pots';
 
 /**
  * The payload of one `kmeans-assign` task: a contiguous run of blocks `[firstBlock, endBlock)` and
@@ -45,8 +45,10 @@ export interface BlockTask {
   endBlock: number;
   /** Float64 slots per block in `partials`. */
   stride: number;
-  /** Centres the op reads from `centers` (k for assign, candidates for kpp-pots, 1 otherwise). */
+  /** Centres the op reads from `centers`: k for assign, 1 for kpp-seed, the chosen ones for kpp-pots. */
   centerCount: number;
+  /** kpp-pots: candidate rows in `centers` after the chosen ones. */
+  candidates: number;
   points: SharedArrayBuffer;
   /** Byte offset of the first point in `points`. */
   pointsOffset: number;
@@ -55,8 +57,6 @@ export interface BlockTask {
   labelBytes: 1 | 4;
   centers: SharedArrayBuffer;
   partials: SharedArrayBuffer;
-  /** Float64 per point: distance to the nearest chosen centre during k-means++. */
-  closest: SharedArrayBuffer;
 }
 
 /** Typed views over the shared buffers, as the kernels use them. */
@@ -65,7 +65,6 @@ export interface BlockViews {
   labels: Uint8Array | Int32Array;
   centers: Float64Array;
   partials: Float64Array;
-  closest: Float64Array;
 }
 
 /** Labels, as one byte per point when k <= 256. */
@@ -340,95 +339,85 @@ function rowDist(P: ArrayLike<number>, p: number, C: ArrayLike<number>, c: numbe
   return s;
 }
 
-/** kpp-seed for d = 2: the distance inlined (5x the generic loop, measured). */
-function kppSeedD2(P: Float64Array, D: Float64Array, C: Float64Array, start: number, end: number, out: Float64Array, o: number): void {
+// k-means++ keeps no per-point state: a pass recomputes each point's distance to the chosen
+// centres (k is small) instead of reading an n-double array, which saves 16 MB per 2M points and
+// a pass per step (the "update" pass), and first-touch page faults cost ~30 us per page on our VMs.
+
+/** kpp-seed for d = 2: block sum of the squared distance to centre 0 (inlined: 5x the generic loop). */
+function kppSeedD2(P: Float64Array, C: Float64Array, start: number, end: number, out: Float64Array, o: number): void {
   const c0 = C[0];
   const c1 = C[1];
   let sum = 0;
   for (let i = start, p = 2 * start; i < end; i++, p += 2) {
     const a = P[p] - c0;
     const b = P[p + 1] - c1;
-    const v = a * a + b * b;
-    D[i] = v;
-    sum += v;
+    sum += a * a + b * b;
   }
   out[o] = sum;
 }
 
-/** kpp-pots for d = 2: one pass per candidate (faster than all candidates per point, measured). */
-function kppPotsD2(P: Float64Array, D: Float64Array, C: Float64Array, nc: number, start: number, end: number, out: Float64Array, o: number): void {
-  for (let l = 0; l < nc; l++) {
-    const c0 = C[2 * l];
-    const c1 = C[2 * l + 1];
-    let pot = 0;
-    for (let i = start, p = 2 * start; i < end; i++, p += 2) {
-      const a = P[p] - c0;
-      const b = P[p + 1] - c1;
+/**
+ * kpp-pots for d = 2: per candidate l, the block sum of min(distance to the nearest of the `chosen`
+ * centres, distance to candidate l). Centres are rows [0, chosen), candidates the `nc` rows after.
+ * Minima by arithmetic select (exact): the same doubles as {@link closestDistance}.
+ */
+function kppPotsD2(
+  P: Float64Array, C: Float64Array, chosen: number, nc: number, start: number, end: number,
+  out: Float64Array, o: number, acc: Float64Array,
+): void {
+  for (let l = 0; l < nc; l++) acc[l] = 0;
+  const last = 2 * (chosen + nc);
+  for (let i = start, p = 2 * start; i < end; i++, p += 2) {
+    const x0 = P[p];
+    const x1 = P[p + 1];
+    let a = x0 - C[0];
+    let b = x1 - C[1];
+    let cur = a * a + b * b;
+    for (let c = 2; c < 2 * chosen; c += 2) {
+      a = x0 - C[c];
+      b = x1 - C[c + 1];
       const v = a * a + b * b;
-      const cur = D[i];
       const f = +(v < cur);
-      pot += f * v + (1 - f) * cur;
+      cur = f * v + (1 - f) * cur;
     }
-    out[o + l] = pot;
-  }
-}
-
-/** kpp-update for d = 2. */
-function kppUpdateD2(P: Float64Array, D: Float64Array, C: Float64Array, start: number, end: number, out: Float64Array, o: number): void {
-  const c0 = C[0];
-  const c1 = C[1];
-  let sum = 0;
-  for (let i = start, p = 2 * start; i < end; i++, p += 2) {
-    const a = P[p] - c0;
-    const b = P[p + 1] - c1;
-    const v = a * a + b * b;
-    const cur = D[i];
-    const f = +(v < cur);
-    const m = f * v + (1 - f) * cur;
-    D[i] = m;
-    sum += m;
-  }
-  out[o] = sum;
-}
-
-/** k-means++ first centre: closest[i] = distance to centre 0; partial = block sum. */
-function kppSeed(P: Float64Array, D: Float64Array, C: Float64Array, d: number, start: number, end: number, out: Float64Array, o: number): void {
-  let sum = 0;
-  for (let i = start, p = start * d; i < end; i++, p += d) {
-    const v = sqDist(P, p, C, 0, d);
-    D[i] = v;
-    sum += v;
-  }
-  out[o] = sum;
-}
-
-/** k-means++ candidates: partial l = sum over the block of min(closest, distance to candidate l). */
-function kppPots(P: Float64Array, D: Float64Array, C: Float64Array, d: number, nc: number, start: number, end: number, out: Float64Array, o: number): void {
-  for (let l = 0; l < nc; l++) {
-    let pot = 0;
-    const c = l * d;
-    for (let i = start, p = start * d; i < end; i++, p += d) {
-      const v = sqDist(P, p, C, c, d);
-      const cur = D[i];
+    for (let c = 2 * chosen, l = 0; c < last; c += 2, l++) {
+      a = x0 - C[c];
+      b = x1 - C[c + 1];
+      const v = a * a + b * b;
       const f = +(v < cur);
-      pot += f * v + (1 - f) * cur;
+      acc[l] += f * v + (1 - f) * cur;
     }
-    out[o + l] = pot;
   }
+  for (let l = 0; l < nc; l++) out[o + l] = acc[l];
 }
 
-/** k-means++ chosen centre: closest[i] = min(closest, distance to centre 0); partial = block sum. */
-function kppUpdate(P: Float64Array, D: Float64Array, C: Float64Array, d: number, start: number, end: number, out: Float64Array, o: number): void {
+/** kpp-seed for any d. */
+function kppSeed(P: Float64Array, C: Float64Array, d: number, start: number, end: number, out: Float64Array, o: number): void {
   let sum = 0;
-  for (let i = start, p = start * d; i < end; i++, p += d) {
-    const v = sqDist(P, p, C, 0, d);
-    const cur = D[i];
-    const f = +(v < cur);
-    const m = f * v + (1 - f) * cur;
-    D[i] = m;
-    sum += m;
-  }
+  for (let i = start, p = start * d; i < end; i++, p += d) sum += sqDist(P, p, C, 0, d);
   out[o] = sum;
+}
+
+/** kpp-pots for any d (see {@link kppPotsD2}). */
+function kppPots(
+  P: Float64Array, C: Float64Array, d: number, chosen: number, nc: number, start: number, end: number,
+  out: Float64Array, o: number, acc: Float64Array,
+): void {
+  for (let l = 0; l < nc; l++) acc[l] = 0;
+  for (let i = start, p = start * d; i < end; i++, p += d) {
+    let cur = sqDist(P, p, C, 0, d);
+    for (let j = 1; j < chosen; j++) {
+      const v = sqDist(P, p, C, j * d, d);
+      const f = +(v < cur);
+      cur = f * v + (1 - f) * cur;
+    }
+    for (let l = 0; l < nc; l++) {
+      const v = sqDist(P, p, C, (chosen + l) * d, d);
+      const f = +(v < cur);
+      acc[l] += f * v + (1 - f) * cur;
+    }
+  }
+  for (let l = 0; l < nc; l++) out[o + l] = acc[l];
 }
 
 /**
@@ -440,35 +429,32 @@ function kppUpdate(P: Float64Array, D: Float64Array, C: Float64Array, d: number,
  * @param block Block index.
  * @param n Points.
  * @param d Features.
- * @param k Clusters (assign) or centres to read (kpp-pots: candidates).
+ * @param k Clusters (assign); for kpp-pots the chosen centres.
  * @param blockSize Points per block.
  * @param stride Float64 slots per block in `views.partials`.
- * @param acc Scratch of at least k * (d + 1) doubles for the generic assign kernel.
+ * @param acc Scratch of at least k * (d + 1) doubles (assign) or `candidates` doubles (kpp-pots).
+ * @param candidates kpp-pots: candidate rows after the chosen ones.
  */
 export function runBlock(
   views: BlockViews, op: BlockOp, block: number, n: number, d: number, k: number,
-  blockSize: number, stride: number, acc: Float64Array,
+  blockSize: number, stride: number, acc: Float64Array, candidates = 0,
 ): void {
   const start = block * blockSize;
   const end = Math.min(n, start + blockSize);
   const o = block * stride;
-  const { points: P, centers: C, partials: out, closest: D } = views;
+  const { points: P, centers: C, partials: out } = views;
   switch (op) {
     case 'assign':
       if (d === 2 && k === 3 && views.labels instanceof Uint8Array) assignD2K3(P, views.labels, C, start, end, out, o);
       else assignGeneric(P, views.labels, C, d, k, start, end, out, o, acc);
       return;
     case 'kpp-seed':
-      if (d === 2) kppSeedD2(P, D, C, start, end, out, o);
-      else kppSeed(P, D, C, d, start, end, out, o);
+      if (d === 2) kppSeedD2(P, C, start, end, out, o);
+      else kppSeed(P, C, d, start, end, out, o);
       return;
     case 'kpp-pots':
-      if (d === 2) kppPotsD2(P, D, C, k, start, end, out, o);
-      else kppPots(P, D, C, d, k, start, end, out, o);
-      return;
-    case 'kpp-update':
-      if (d === 2) kppUpdateD2(P, D, C, start, end, out, o);
-      else kppUpdate(P, D, C, d, start, end, out, o);
+      if (d === 2) kppPotsD2(P, C, k, candidates, start, end, out, o, acc);
+      else kppPots(P, C, d, k, candidates, start, end, out, o, acc);
       return;
   }
 }
@@ -489,20 +475,19 @@ function warmKernels(): void {
   for (const [d, k] of [[2, 3], [2, 4], [3, 2]] as const) {
     const points = new Float64Array(n * d);
     for (let i = 0; i < points.length; i++) points[i] = ((i * 7919) % 13) / 4 - 1.5;
-    const stride = Math.max(assignStride(k, d), kppCandidates(k));
+    const L = kppCandidates(k);
+    const stride = Math.max(assignStride(k, d), L);
     const views: BlockViews = {
       points,
       labels: new Uint8Array(n),
-      centers: points.slice(0, Math.max(k, kppCandidates(k)) * d),
+      centers: points.slice(0, (k - 1 + L) * d),
       partials: new Float64Array(2 * stride),
-      closest: new Float64Array(n),
     };
     const acc = new Float64Array(k * (d + 1));
     for (let rep = 0; rep < 3; rep++) {
       for (let b = 0; b < 2; b++) {
         runBlock(views, 'kpp-seed', b, n, d, 1, n / 2, stride, acc);
-        runBlock(views, 'kpp-pots', b, n, d, kppCandidates(k), n / 2, stride, acc);
-        runBlock(views, 'kpp-update', b, n, d, 1, n / 2, stride, acc);
+        for (let chosen = 1; chosen < k; chosen++) runBlock(views, 'kpp-pots', b, n, d, chosen, n / 2, stride, acc, L);
         runBlock(views, 'assign', b, n, d, k, n / 2, stride, acc);
       }
     }
@@ -511,24 +496,23 @@ function warmKernels(): void {
 
 /**
  * The `kmeans-assign` task: run `task.op` over blocks `[firstBlock, endBlock)`. Results go to
- * shared memory (labels, partials, closest); the return value is only the number of blocks run.
+ * shared memory (labels, partials); the return value is only the number of blocks run.
  *
  * @param task The task payload.
  * @returns Blocks run.
  */
 export function runBlockTask(task: BlockTask): number {
   warmKernels();
-  const { n, d, k, blockSize, stride, centerCount } = task;
+  const { n, d, k, blockSize, stride, centerCount, candidates } = task;
   const views: BlockViews = {
     points: new Float64Array(task.points, task.pointsOffset, n * d),
     labels: task.labelBytes === 1 ? new Uint8Array(task.labels, 0, n) : new Int32Array(task.labels, 0, n),
     centers: new Float64Array(task.centers),
     partials: new Float64Array(task.partials),
-    closest: new Float64Array(task.closest),
   };
-  const acc = new Float64Array(k * (d + 1));
+  const acc = new Float64Array(Math.max(k * (d + 1), candidates));
   const width = task.op === 'assign' ? k : centerCount;
-  for (let b = task.firstBlock; b < task.endBlock; b++) runBlock(views, task.op, b, n, d, width, blockSize, stride, acc);
+  for (let b = task.firstBlock; b < task.endBlock; b++) runBlock(views, task.op, b, n, d, width, blockSize, stride, acc, candidates);
   return task.endBlock - task.firstBlock;
 }
 
@@ -569,7 +553,7 @@ export class KMeansRunner {
   /** The labels of the last assignment, in shared memory. */
   readonly labels: Labels;
   readonly #views: BlockViews;
-  readonly #task: Omit<BlockTask, 'op' | 'firstBlock' | 'endBlock' | 'centerCount'>;
+  readonly #task: Omit<BlockTask, 'op' | 'firstBlock' | 'endBlock' | 'centerCount' | 'candidates'>;
   readonly #stride: number;
   readonly #pool: SegflowPool | undefined;
   readonly #blocksPerTask: number;
@@ -606,16 +590,14 @@ export class KMeansRunner {
     this.labels = labelBytes === 1 ? new Uint8Array(labelsBuf, 0, n) : new Int32Array(labelsBuf, 0, n);
     const candidates = kppCandidates(k);
     this.#stride = Math.max(assignStride(k, d), candidates, 1);
-    const centersBuf = new SharedArrayBuffer(Math.max(k, candidates) * d * 8);
+    // assign reads k centres; kpp-pots the chosen ones (up to k - 1) and the candidates after them
+    const centersBuf = new SharedArrayBuffer(Math.max(k, k - 1 + candidates) * d * 8);
     const partialsBuf = new SharedArrayBuffer(this.blocks * this.#stride * 8);
-    // the k-means++ distances (n doubles) exist only while an initialisation runs
-    const closestBuf = new SharedArrayBuffer(8);
     this.#views = {
       points: this.points,
       labels: this.labels,
       centers: new Float64Array(centersBuf),
       partials: new Float64Array(partialsBuf),
-      closest: new Float64Array(closestBuf),
     };
     this.#task = {
       n, d, k,
@@ -628,26 +610,8 @@ export class KMeansRunner {
       labelBytes,
       centers: centersBuf,
       partials: partialsBuf,
-      closest: closestBuf,
     };
-    this.#acc = new Float64Array(k * (d + 1));
-  }
-
-  /** The k-means++ distance of each point to its nearest chosen centre (shared). */
-  get closest(): Float64Array {
-    return this.#views.closest;
-  }
-
-  /**
-   * Allocate (`true`) or free (`false`) the k-means++ distances: n doubles needed only during an
-   * initialisation, so that between them a fit holds just the points, labels and block partials.
-   *
-   * @param on Whether the initialisation starts or ends.
-   */
-  holdClosest(on: boolean): void {
-    const buf = new SharedArrayBuffer(on ? Math.max(1, this.n) * 8 : 8);
-    this.#views.closest = new Float64Array(buf);
-    this.#task.closest = buf;
+    this.#acc = new Float64Array(Math.max(k * (d + 1), candidates));
   }
 
   /** The per-block partials of the last pass (shared), `blocks x stride`. */
@@ -665,24 +629,25 @@ export class KMeansRunner {
    *
    * @param op The pass.
    * @param centers The centres, row-major.
-   * @param centerCount Rows in `centers`.
+   * @param centerCount Rows in `centers` the op reads as centres (kpp-pots: the chosen ones).
+   * @param candidates kpp-pots: candidate rows in `centers` after the chosen ones.
    */
-  async pass(op: BlockOp, centers: ArrayLike<number>, centerCount: number): Promise<void> {
+  async pass(op: BlockOp, centers: ArrayLike<number>, centerCount: number, candidates = 0): Promise<void> {
     if (this.#signal?.aborted) throw abortError();
     const C = this.#views.centers;
-    for (let i = 0; i < centerCount * this.d; i++) C[i] = centers[i];
+    for (let i = 0; i < (centerCount + candidates) * this.d; i++) C[i] = centers[i];
     const pool = this.#pool;
     if (!pool) {
       warmKernels();
       const width = op === 'assign' ? this.k : centerCount;
       for (let b = 0; b < this.blocks; b++) {
-        runBlock(this.#views, op, b, this.n, this.d, width, this.blockSize, this.#stride, this.#acc);
+        runBlock(this.#views, op, b, this.n, this.d, width, this.blockSize, this.#stride, this.#acc, candidates);
       }
       return;
     }
     const runs: Promise<number>[] = [];
     for (let first = 0; first < this.blocks; first += this.#blocksPerTask) {
-      const task: BlockTask = { ...this.#task, op, centerCount, firstBlock: first, endBlock: Math.min(this.blocks, first + this.#blocksPerTask) };
+      const task: BlockTask = { ...this.#task, op, centerCount, candidates, firstBlock: first, endBlock: Math.min(this.blocks, first + this.#blocksPerTask) };
       runs.push(pool.run<number>('kmeans-assign', task, { signal: this.#signal, label: `${op} blocks ${task.firstBlock}-${task.endBlock}` }));
     }
     await Promise.all(runs);
@@ -802,68 +767,71 @@ function relocateEmptyClusters(
  * @returns k x d initial centres.
  */
 export async function kmeansPlusPlus(runner: KMeansRunner, rng: SeededRandom): Promise<Float64Array> {
-  runner.holdClosest(true);
-  try {
-    return await kmeansPlusPlusWith(runner, rng);
-  } finally {
-    runner.holdClosest(false);
-  }
-}
-
-async function kmeansPlusPlusWith(runner: KMeansRunner, rng: SeededRandom): Promise<Float64Array> {
   const { n, d, k, blocks } = runner;
   const P = runner.points;
-  const centers = new Float64Array(k * d);
-  const L = kppCandidates(k);
   const stride = runner.stride;
+  const L = kppCandidates(k);
+  // rows [0, c) hold the chosen centres, rows [c, c + L) the candidates of step c
+  const rows = new Float64Array((k - 1 + L) * d);
   const blockSums = new Float64Array(blocks);
-  const readBlockSums = (): number => {
-    let pot = 0;
-    for (let b = 0; b < blocks; b++) {
-      blockSums[b] = runner.partials[b * stride];
-      pot += blockSums[b];
-    }
-    return pot;
-  };
-  const first = rng.nextInt(n);
-  copyRow(P, first, centers, 0, d);
-  await runner.pass('kpp-seed', centers, 1);
-  let pot = readBlockSums();
-  const candidates = new Float64Array(L * d);
+  copyRow(P, rng.nextInt(n), rows, 0, d);
+  await runner.pass('kpp-seed', rows, 1);
+  let pot = 0;
+  for (let b = 0; b < blocks; b++) {
+    blockSums[b] = runner.partials[b * stride];
+    pot += blockSums[b];
+  }
   const candidateIds = new Array<number>(L);
   const candidatePots = new Float64Array(L);
   for (let c = 1; c < k; c++) {
     for (let l = 0; l < L; l++) {
-      candidateIds[l] = searchPotential(runner.closest, blockSums, runner.blockSize, n, rng.nextDouble() * pot);
-      copyRow(P, candidateIds[l], candidates, l, d);
+      candidateIds[l] = searchPotential(P, d, rows, c, blockSums, runner.blockSize, n, rng.nextDouble() * pot);
+      copyRow(P, candidateIds[l], rows, c + l, d);
     }
-    await runner.pass('kpp-pots', candidates, L);
+    await runner.pass('kpp-pots', rows, c, L);
     candidatePots.fill(0);
     for (let b = 0; b < blocks; b++) {
       for (let l = 0; l < L; l++) candidatePots[l] += runner.partials[b * stride + l];
     }
     let best = 0;
     for (let l = 1; l < L; l++) if (candidatePots[l] < candidatePots[best]) best = l;
-    copyRow(P, candidateIds[best], centers, c, d);
-    await runner.pass('kpp-update', candidates.subarray(best * d, best * d + d), 1);
-    pot = readBlockSums();
+    // the winner's block sums are the potential's blocks for the next draws
+    for (let b = 0; b < blocks; b++) blockSums[b] = runner.partials[b * stride + best];
+    pot = candidatePots[best];
+    copyRow(P, candidateIds[best], rows, c, d);
   }
-  return centers;
+  return rows.slice(0, k * d);
+}
+
+/**
+ * The distance of point i to the nearest of the first `chosen` rows of `C`: the same doubles the
+ * kpp kernels compute (same operations; a minimum is exact whatever the order).
+ */
+function closestDistance(P: Float64Array, i: number, d: number, C: Float64Array, chosen: number): number {
+  let cur = rowDist(P, i * d, C, 0, d);
+  for (let j = 1; j < chosen; j++) {
+    const v = rowDist(P, i * d, C, j * d, d);
+    if (v < cur) cur = v;
+  }
+  return cur;
 }
 
 /**
  * numpy's `searchsorted(cumsum(closest), r)` (first index whose running sum reaches r), over the
- * block sums first. Within the block the running sum restarts at 0, as the kernel summed it, so
- * the block that the block sums point to always holds the index. Clipped to n - 1.
+ * block sums first, then within the block, recomputing each point's distance to the chosen
+ * centres. Within the block the running sum restarts at 0, as the kernel summed it, so the block
+ * that the block sums point to always holds the index. Clipped to n - 1.
  */
-function searchPotential(closest: Float64Array, blockSums: Float64Array, blockSize: number, n: number, r: number): number {
+function searchPotential(
+  P: Float64Array, d: number, C: Float64Array, chosen: number, blockSums: Float64Array, blockSize: number, n: number, r: number,
+): number {
   let before = 0;
   for (let b = 0; b < blockSums.length; b++) {
     if (before + blockSums[b] >= r) {
       let local = 0;
       const end = Math.min(n, (b + 1) * blockSize);
       for (let i = b * blockSize; i < end; i++) {
-        local += closest[i];
+        local += closestDistance(P, i, d, C, chosen);
         if (before + local >= r) return i;
       }
     }

@@ -81,7 +81,7 @@ test('the d=2 k=3 kernel equals the generic kernel bit for bit', () => {
   const centers = Float64Array.from([0.3, 0.2, -1.1, -0.9, 1.4, 1.5]);
   const stride = 2 + 3 + 6;
   const run = (labels: Uint8Array | Int32Array): Float64Array => {
-    const views: BlockViews = { points: P, labels, centers, partials: new Float64Array(stride), closest: new Float64Array(n) };
+    const views: BlockViews = { points: P, labels, centers, partials: new Float64Array(stride) };
     runBlock(views, 'assign', 0, n, 2, 3, n, stride, new Float64Array(9));
     return views.partials;
   };
