@@ -82,7 +82,9 @@ export function viewOf(e: ProgressEvent, stageStartMs: number, nowMs = e.elapsed
     etaMs = rate > 0 ? (e.totalBytes - e.bytes) / rate : undefined;
   } else {
     fraction = e.total > 0 ? e.done / e.total : 0;
-    etaMs = e.done > 0 && e.total > 0 ? (inStage * (e.total - e.done)) / e.done : undefined;
+    // k-means stops when it converges, long before its iteration cap: no ETA for `cluster`
+    const estimable = e.stage !== 'cluster' && e.done > 0 && e.total > 0;
+    etaMs = estimable ? (inStage * (e.total - e.done)) / e.done : undefined;
   }
   return {
     stage: e.stage,
