@@ -76,13 +76,15 @@ export async function stream(options: StreamOptions): Promise<StreamHandle> {
   const lock = StateLock.acquire(options.state);
   const ownPool = !options.pool;
   let pool: SegflowPool | undefined;
+  let runner: StreamRunner | undefined;
   try {
     removeStaleTemps(options.state);
     pool = options.pool ?? new SegflowPool({ workers: options.workers });
-    const runner = new StreamRunner(options, settled, pool, ownPool, lock);
+    runner = new StreamRunner(options, settled, pool, ownPool, lock);
     await runner.open();
     return runner.handle();
   } catch (err) {
+    runner?.closeFiles();
     lock.release();
     if (ownPool) await pool?.destroy();
     throw err;
@@ -160,6 +162,8 @@ class StreamRunner {
     }
     this.changes = new ChangeSink(o.changes, o.onChange, this.meta.changes);
     this.source = this.openSource();
+    // a first look now, so that a file whose columns do not resolve fails the start, not the loop
+    this.writeFileRejects(this.source.poll());
     if (fresh) await this.checkpoint();
     if (o.signal) {
       if (o.signal.aborted) this.stopping = true;
@@ -338,13 +342,18 @@ class StreamRunner {
     } catch (err) {
       failure ??= err;
     }
-    this.source.close();
-    this.changes.close();
-    this.rejects.close();
+    this.closeFiles();
     this.lock.release();
     if (this.ownPool) await this.pool.destroy();
     if (failure) throw failure;
     return this.summary();
+  }
+
+  /** Close the source's files and the outputs (those opened so far). */
+  closeFiles(): void {
+    (this.source as Source | undefined)?.close();
+    (this.changes as ChangeSink | undefined)?.close();
+    (this.rejects as AppendFile | undefined)?.close();
   }
 
   /** A failure outside a fold leaves the state consistent (checkpointable). */
