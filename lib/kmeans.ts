@@ -9,11 +9,14 @@
  *   assignment so that labels and inertia belong to the final centres.
  *
  * Determinism: every pass over the points runs over FIXED blocks of `blockSize` points (independent
- * of the worker count). A block writes its labels into the shared labels array and its partials
+ * of the worker count). A block writes its labels into a shared labels array and its partials
  * (inertia, changed flag, counts, coordinate sums, k-means++ potentials) into its own slot of a
  * shared partials array; the coordinator reduces the slots in block order. Pool tasks only decide
  * which worker runs which contiguous run of blocks, so centroids, labels and inertia are
- * bit-identical for any `--workers` and any blocks per task, and equal to the inline run.
+ * bit-identical for any `--workers` and any blocks per task, and equal to the inline run. Labels
+ * are double-buffered (a pass reads the previous labels from one array and writes the new ones to
+ * the other), so a task is a pure function of its inputs: a task retried after a worker died
+ * computes the same labels and the same "changed" flag.
  *
  * Speed: the assignment kernel for d = 2, k = 3 (the segment job) decides the argmin with integer
  * masks instead of branches: on log1p features the nearest centre changes unpredictably from point
@@ -52,7 +55,10 @@ export interface BlockTask {
   points: SharedArrayBuffer;
   /** Byte offset of the first point in `points`. */
   pointsOffset: number;
+  /** Labels this pass writes. */
   labels: SharedArrayBuffer;
+  /** Labels of the previous pass (read only: they decide the "changed" flag). */
+  previous: SharedArrayBuffer;
   /** 1 (Uint8Array, k <= 256) or 4 (Int32Array). */
   labelBytes: 1 | 4;
   centers: SharedArrayBuffer;
@@ -62,7 +68,8 @@ export interface BlockTask {
 /** Typed views over the shared buffers, as the kernels use them. */
 export interface BlockViews {
   points: Float64Array;
-  labels: Uint8Array | Int32Array;
+  labels: Labels;
+  previous: Labels;
   centers: Float64Array;
   partials: Float64Array;
 }
@@ -221,7 +228,7 @@ export function kppCandidates(k: number): number {
  * comparisons give integer masks (strict `<`, so the first of equal centres wins, as argmin);
  * the masks select the distance and feed the sums.
  */
-function assignD2K3(P: Float64Array, L: Uint8Array, C: Float64Array, start: number, end: number, out: Float64Array, o: number): void {
+function assignD2K3(P: Float64Array, L: Uint8Array, prev: Uint8Array, C: Float64Array, start: number, end: number, out: Float64Array, o: number): void {
   const c00 = C[0], c01 = C[1], c10 = C[2], c11 = C[3], c20 = C[4], c21 = C[5];
   let n1 = 0, n2 = 0;
   let s00 = 0, s01 = 0, s10 = 0, s11 = 0, s20 = 0, s21 = 0;
@@ -246,7 +253,7 @@ function assignD2K3(P: Float64Array, L: Uint8Array, C: Float64Array, start: numb
     const m1 = b10 & (b21 ^ 1);
     const m0 = 1 - m1 - m2;
     const lab = m1 + (m2 << 1);
-    changed |= L[i] ^ lab;
+    changed |= prev[i] ^ lab;
     L[i] = lab;
     n1 += m1;
     n2 += m2;
@@ -277,7 +284,7 @@ function assignD2K3(P: Float64Array, L: Uint8Array, C: Float64Array, start: numb
  * `acc` holds k * (d + 1) doubles: per cluster a count and d sums.
  */
 function assignGeneric(
-  P: Float64Array, L: Labels, C: Float64Array, d: number, k: number,
+  P: Float64Array, L: Labels, prev: Labels, C: Float64Array, d: number, k: number,
   start: number, end: number, out: Float64Array, o: number, acc: Float64Array,
 ): void {
   acc.fill(0);
@@ -301,7 +308,7 @@ function assignGeneric(
       lab += (j - lab) & -f;
       best = f * dj + (1 - f) * best;
     }
-    changed |= L[i] ^ lab;
+    changed |= prev[i] ^ lab;
     L[i] = lab;
     inertia += best;
     const q = lab * w;
@@ -445,8 +452,9 @@ export function runBlock(
   const { points: P, centers: C, partials: out } = views;
   switch (op) {
     case 'assign':
-      if (d === 2 && k === 3 && views.labels instanceof Uint8Array) assignD2K3(P, views.labels, C, start, end, out, o);
-      else assignGeneric(P, views.labels, C, d, k, start, end, out, o, acc);
+      if (d === 2 && k === 3 && views.labels instanceof Uint8Array && views.previous instanceof Uint8Array) {
+        assignD2K3(P, views.labels, views.previous, C, start, end, out, o);
+      } else assignGeneric(P, views.labels, views.previous, C, d, k, start, end, out, o, acc);
       return;
     case 'kpp-seed':
       if (d === 2) kppSeedD2(P, C, start, end, out, o);
@@ -480,6 +488,7 @@ function warmKernels(): void {
     const views: BlockViews = {
       points,
       labels: new Uint8Array(n),
+      previous: new Uint8Array(n),
       centers: points.slice(0, (k - 1 + L) * d),
       partials: new Float64Array(2 * stride),
     };
@@ -494,6 +503,10 @@ function warmKernels(): void {
   }
 }
 
+function labelView(buffer: SharedArrayBuffer, bytes: 1 | 4, n: number): Labels {
+  return bytes === 1 ? new Uint8Array(buffer, 0, n) : new Int32Array(buffer, 0, n);
+}
+
 /**
  * The `kmeans-assign` task: run `task.op` over blocks `[firstBlock, endBlock)`. Results go to
  * shared memory (labels, partials); the return value is only the number of blocks run.
@@ -506,7 +519,8 @@ export function runBlockTask(task: BlockTask): number {
   const { n, d, k, blockSize, stride, centerCount, candidates } = task;
   const views: BlockViews = {
     points: new Float64Array(task.points, task.pointsOffset, n * d),
-    labels: task.labelBytes === 1 ? new Uint8Array(task.labels, 0, n) : new Int32Array(task.labels, 0, n),
+    labels: labelView(task.labels, task.labelBytes, n),
+    previous: labelView(task.previous, task.labelBytes, n),
     centers: new Float64Array(task.centers),
     partials: new Float64Array(task.partials),
   };
@@ -550,8 +564,8 @@ export class KMeansRunner {
   readonly blocks: number;
   /** The points, in shared memory. */
   readonly points: Float64Array;
-  /** The labels of the last assignment, in shared memory. */
-  readonly labels: Labels;
+  /** The two label arrays: [the last assignment's, the one before]. */
+  #labelPair: [Labels, Labels];
   readonly #views: BlockViews;
   readonly #task: Omit<BlockTask, 'op' | 'firstBlock' | 'endBlock' | 'centerCount' | 'candidates'>;
   readonly #stride: number;
@@ -586,8 +600,10 @@ export class KMeansRunner {
     }
     this.points = points.subarray(0, n * d);
     const labelBytes: 1 | 4 = k <= 256 ? 1 : 4;
-    const labelsBuf = new SharedArrayBuffer(Math.max(1, n * labelBytes));
-    this.labels = labelBytes === 1 ? new Uint8Array(labelsBuf, 0, n) : new Int32Array(labelsBuf, 0, n);
+    this.#labelPair = [
+      labelView(new SharedArrayBuffer(Math.max(1, n * labelBytes)), labelBytes, n),
+      labelView(new SharedArrayBuffer(Math.max(1, n * labelBytes)), labelBytes, n),
+    ];
     const candidates = kppCandidates(k);
     this.#stride = Math.max(assignStride(k, d), candidates, 1);
     // assign reads k centres; kpp-pots the chosen ones (up to k - 1) and the candidates after them
@@ -595,7 +611,8 @@ export class KMeansRunner {
     const partialsBuf = new SharedArrayBuffer(this.blocks * this.#stride * 8);
     this.#views = {
       points: this.points,
-      labels: this.labels,
+      labels: this.#labelPair[1],
+      previous: this.#labelPair[0],
       centers: new Float64Array(centersBuf),
       partials: new Float64Array(partialsBuf),
     };
@@ -606,12 +623,18 @@ export class KMeansRunner {
       // a plain ArrayBuffer only when there is no pool: then no task is ever sent
       points: this.points.buffer as SharedArrayBuffer,
       pointsOffset: this.points.byteOffset,
-      labels: labelsBuf,
+      labels: this.#labelPair[1].buffer as SharedArrayBuffer,
+      previous: this.#labelPair[0].buffer as SharedArrayBuffer,
       labelBytes,
       centers: centersBuf,
       partials: partialsBuf,
     };
     this.#acc = new Float64Array(Math.max(k * (d + 1), candidates));
+  }
+
+  /** The labels of the last assignment, in shared memory. */
+  get labels(): Labels {
+    return this.#labelPair[0];
   }
 
   /** The per-block partials of the last pass (shared), `blocks x stride`. */
@@ -660,7 +683,14 @@ export class KMeansRunner {
    * @returns Inertia, changed flag, counts and sums of the pass.
    */
   async assign(centers: ArrayLike<number>): Promise<AssignPass> {
+    // write into the older array, compare with the newer; then they swap roles
+    const [previous, next] = this.#labelPair;
+    this.#views.labels = next;
+    this.#views.previous = previous;
+    this.#task.labels = next.buffer as SharedArrayBuffer;
+    this.#task.previous = previous.buffer as SharedArrayBuffer;
     await this.pass('assign', centers, this.k);
+    this.#labelPair = [next, previous];
     const { k, d } = this;
     const out = this.#views.partials;
     const counts = new Float64Array(k);

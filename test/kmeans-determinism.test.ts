@@ -5,7 +5,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { SegflowPool } from '../lib/pool.js';
-import { fitKMeans, runBlock, SeededRandom, type BlockViews, type KMeansResult } from '../lib/kmeans.js';
+import { fitKMeans, KMeansRunner, runBlock, SeededRandom, type BlockViews, type KMeansResult } from '../lib/kmeans.js';
 import { applyScaler, fitScaler } from '../lib/scale.js';
 
 /** Skewed purchases and spend, log1p + z-score, in shared memory. */
@@ -81,7 +81,8 @@ test('the d=2 k=3 kernel equals the generic kernel bit for bit', () => {
   const centers = Float64Array.from([0.3, 0.2, -1.1, -0.9, 1.4, 1.5]);
   const stride = 2 + 3 + 6;
   const run = (labels: Uint8Array | Int32Array): Float64Array => {
-    const views: BlockViews = { points: P, labels, centers, partials: new Float64Array(stride) };
+    const previous = labels instanceof Uint8Array ? new Uint8Array(n).fill(1) : new Int32Array(n).fill(1);
+    const views: BlockViews = { points: P, labels, previous, centers, partials: new Float64Array(stride) };
     runBlock(views, 'assign', 0, n, 2, 3, n, stride, new Float64Array(9));
     return views.partials;
   };
@@ -92,6 +93,36 @@ test('the d=2 k=3 kernel equals the generic kernel bit for bit', () => {
   assert.equal(Array.from(special).slice(2), Array.from(generic).slice(2));
   assert.is(special[0], generic[0]);
   assert.equal(Array.from(u8), Array.from(i32));
+});
+
+test('an assign task run twice (a retry after a worker died) gives the same labels, flag and sums', () => {
+  const n = 20_000;
+  const P = skewed(n, 13);
+  const stride = 2 + 3 + 6;
+  const previous = new Uint8Array(n); // all in cluster 0 before this pass
+  const views: BlockViews = {
+    points: P, labels: new Uint8Array(n), previous,
+    centers: Float64Array.from([0.3, 0.2, -1.1, -0.9, 1.4, 1.5]), partials: new Float64Array(stride),
+  };
+  runBlock(views, 'assign', 0, n, 2, 3, n, stride, new Float64Array(9));
+  const first = Array.from(views.partials);
+  const labels = Array.from(views.labels);
+  runBlock(views, 'assign', 0, n, 2, 3, n, stride, new Float64Array(9));
+  assert.is(first[1], 1, 'labels changed against the previous pass');
+  assert.equal(Array.from(views.partials), first);
+  assert.equal(Array.from(views.labels), labels);
+  assert.ok(previous.every((v) => v === 0), 'the previous labels are only read');
+});
+
+test('the runner swaps label arrays: the same centres twice report no change', async () => {
+  const n = 40_000;
+  const runner = new KMeansRunner(skewed(n, 13), n, 2, 3, { pool: pool2, blockSize: 4096 });
+  const centers = Float64Array.from([0.3, 0.2, -1.1, -0.9, 1.4, 1.5]);
+  const first = await runner.assign(centers);
+  const again = await runner.assign(centers);
+  assert.ok(first.changed);
+  assert.not.ok(again.changed);
+  assert.is(again.inertia, first.inertia);
 });
 
 test.after(async () => {
