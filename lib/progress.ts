@@ -247,8 +247,10 @@ function ttyReporter(stream: ReporterStream, color: boolean): Reporter {
   return {
     progress: (e) => {
       if (ended) return;
-      clock.take(e);
+      const changed = clock.take(e);
       if (!bars) start();
+      // draw each new stage at once, so even a job shorter than a frame shows every stage
+      else if (changed) bars.update();
     },
     log: (msg) => {
       if (bars && !ended) bars.log(msg + '\n');

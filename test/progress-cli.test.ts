@@ -80,9 +80,11 @@ test('on a TTY: a live line that updates, with colour, ending in a summary', () 
     return;
   }
   assert.is(r.status, 0, r.out);
+  // every stage is drawn when it starts, and redrawn ten times a second while it runs
   const live = frames(r.out).filter((f) => /\d+%/.test(f) && /MB\/s/.test(f));
   assert.ok(live.length >= 2, `expected several live frames, got ${live.length}:\n${r.out}`);
   assert.ok(new Set(live).size >= 2, 'the live line changes');
+  assert.ok(live.some((f) => f.startsWith('merge')), 'the merge stage is drawn');
   assert.ok(live.some((f) => /^scan\s.*\d[\d.]* MB of [\d.]+ MB.*records.*rejects.*ETA/.test(f)), live.join('\n'));
   assert.ok(frames(r.out).some((f) => /^done\s.*300,000 records\s+0 rejects/.test(f)), r.out);
   assert.match(r.out, SGR);
@@ -106,8 +108,8 @@ test('stderr piped: one plain line per stage and a final line', () => {
     .split('\n')
     .filter((l) => l.startsWith('segflow: '))
     .map((l) => l.split(/\s+/)[1]);
-  // each stage starts once; heartbeats (10 s apart) cannot occur in a job this short
-  assert.equal(stages, ['plan', 'scan', 'merge', 'done'], r.stderr);
+  // a line as each stage starts (a slow machine may add 10 s heartbeats within a stage)
+  assert.equal(stages.filter((s, i) => s !== stages[i - 1]), ['plan', 'scan', 'merge', 'done'], r.stderr);
   assert.match(r.stderr, /segflow: done .*300,000 records {2}0 rejects/);
 });
 
