@@ -209,7 +209,7 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
         // (a row takes at least 2 bytes), so the verdict never depends on which range ended first
         const unread = Math.max(0, totalBytes - progress.bytes);
         const atMost = progress.records + progress.rejects + Math.floor(unread / 2);
-        if (progress.rejects > maxBadRatio * atMost) throw tooManyRejects(progress.rejects, progress.records + progress.rejects, maxBadRatio, rejects.sample(), true);
+        if (progress.rejects > maxBadRatio * atMost) throw tooManyRejects(progress.rejects, progress.records + progress.rejects, maxBadRatio, rejects.sample(), unread > 0);
       }
     };
     await runAll(queueOrder(ranges), (r) => runScan(r, ranges.length), job);

@@ -11,6 +11,7 @@
  */
 import os from 'node:os';
 import { getMaxListeners, setMaxListeners } from 'node:events';
+import { SHARE_ENV } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { SegflowError, fromFailure, type TaskResult } from './errors.js';
 
@@ -95,6 +96,8 @@ export class SegflowPool {
       // one task per worker at a time: tasks are CPU-bound
       concurrentTasksPerWorker: 1,
       resourceLimits: options.maxOldGenerationSizeMb ? { maxOldGenerationSizeMb: options.maxOldGenerationSizeMb } : undefined,
+      // one environment for the process: SEGFLOW_FAULTS set after the pool started still applies
+      env: SHARE_ENV,
     });
     // a worker that dies is replaced by Piscina; its task's promise rejects and we retry it.
     this.#piscina.on('error', () => {});

@@ -92,14 +92,14 @@ function listColumns(header: string[]): string {
   return shown.join(', ') + (header.length > 30 ? `, … (${header.length} in all)` : '');
 }
 
-/** When a header has one column, say what the file looks like instead. */
+/** When a header looks like something else than CSV, say what. */
 function formatHint(firstLine: string, header: string[], format: 'csv' | 'jsonl'): string {
-  if (format !== 'csv' || header.length > 1) return '';
+  if (format !== 'csv') return '';
   const t = firstLine.trimStart();
   if (t.startsWith('{')) return ' (the file looks like JSON Lines: pass --format jsonl)';
   if (t.startsWith('[')) return ' (the file looks like JSON, which is not read: convert it to JSON Lines)';
   if (t.startsWith('<')) return ' (the file looks like HTML or XML, not CSV)';
-  return ' (the header has a single column: not a delimited file, or name the delimiter with --delimiter)';
+  return header.length === 1 ? ' (the header has a single column: not a delimited file, or name the delimiter with --delimiter)' : '';
 }
 
 /** Split one header line into names (CSV quoting honoured). */
