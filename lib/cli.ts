@@ -38,6 +38,7 @@ async function main(): Promise<void> {
           a,
           (signal, reporter) => aggregate({ ...aggregateOptions(a), signal, onProgress: reporter.progress }),
           (s, reporter) => {
+            for (const w of s.warnings) reporter.log(`warning: ${w}`);
             reporter.log(`${s.rows.counted} rows counted, ${s.rows.rejected} rejected, ${s.users} users, total ${s.total}`);
             reporter.log(`wrote ${s.files.length} files to ${s.out} in ${(s.timings.total / 1000).toFixed(2)} s (${s.mbPerSec} MB/s)`);
           },
