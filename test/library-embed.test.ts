@@ -9,7 +9,8 @@ import * as assert from 'uvu/assert';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { SegflowError, SegflowPool, aggregate, generate, type ProgressEvent, type Stage } from '../lib/index.js';
+import * as segflow from '../lib/index.js';
+import { SegflowError, SegflowPool, aggregate, generate, type AggregateSummary, type ProgressEvent, type Stage } from '../lib/index.js';
 
 const STAGES: Stage[] = ['plan', 'scan', 'merge', 'cluster', 'report'];
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'segflow-library-'));
@@ -40,10 +41,8 @@ function assertInOrder(events: ProgressEvent[]): void {
   for (let i = 1; i < events.length; i++) {
     const [a, b] = [events[i - 1], events[i]];
     assert.ok(STAGES.indexOf(b.stage) >= STAGES.indexOf(a.stage), `stage ${a.stage} then ${b.stage}`);
-    if (b.stage === a.stage || b.stage === 'scan' || b.stage === 'merge') {
-      assert.ok(b.bytes >= a.bytes, `bytes ${a.bytes} then ${b.bytes} (${a.stage} -> ${b.stage})`);
-      assert.ok(b.records >= a.records, `records ${a.records} then ${b.records}`);
-    }
+    assert.ok(b.bytes >= a.bytes, `bytes ${a.bytes} then ${b.bytes} (${a.stage} -> ${b.stage})`);
+    assert.ok(b.records >= a.records, `records ${a.records} then ${b.records}`);
     assert.ok(b.elapsedMs >= a.elapsedMs, 'elapsedMs goes forward');
   }
 }
@@ -107,6 +106,28 @@ test('an already aborted signal rejects at once, and writes nothing', async () =
     assert.is((err as SegflowError).code, 'ERR_ABORTED');
   }
   assert.not.ok(fs.readdirSync(tmp).some((n) => n.includes('never')));
+});
+
+test('segment on a kept pool: progress through cluster and report, in order', async () => {
+  // `segment` joins the public entry with issue 6; until then this test has nothing to check
+  const segment = (segflow as Record<string, unknown>).segment as ((o: object) => Promise<AggregateSummary>) | undefined;
+  if (!segment) {
+    console.log('  (skipped: segment is not exported from lib/index.ts yet)');
+    return;
+  }
+  const pool = new SegflowPool({ workers: 2 });
+  const events: ProgressEvent[] = [];
+  try {
+    const summary = await segment({ input: smallFile, out: path.join(outs, 'seg'), pool, onProgress: (e: ProgressEvent) => events.push(e) });
+    assert.is(summary.segments?.length, 3);
+    assert.is(summary.segments?.reduce((n, s) => n + s.users, 0), summary.users);
+    assertInOrder(events);
+    const stages = events.map((e) => e.stage).filter((st, i, all) => st !== all[i - 1]);
+    assert.equal(stages, ['plan', 'scan', 'merge', 'cluster', 'report']);
+    assert.ok(fs.existsSync(path.join(outs, 'seg', 'report.html')));
+  } finally {
+    await pool.destroy();
+  }
 });
 
 test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
