@@ -43,6 +43,8 @@ export interface ReportData {
   };
   /** One entry per k tried (`segflow kmeans --k-range`); silhouette null where undefined. */
   kRange?: { k: number; inertia: number; silhouette: number | null }[];
+  /** The k the caller suggests (e.g. `kmeans --k-range`); computed here from `kRange` when absent. */
+  suggestedK?: { silhouette: number | null; elbow: number | null };
 }
 
 /** Users drawn at most; above this a seeded sample is drawn. */
@@ -331,11 +333,12 @@ ${yTicks.join('')}${xTicks.join('')}<path class="k-line" d="${path}"/>${dots.joi
 }
 
 /** The elbow and silhouette charts that help choose k. */
-function kRangeSection(entries: NonNullable<ReportData['kRange']>): string {
+function kRangeSection(entries: NonNullable<ReportData['kRange']>, suggested: ReportData['suggestedK']): string {
   const pts = [...entries].sort((a, b) => a.k - b.k);
-  const elbow = elbowK(pts);
+  const elbow = suggested ? (suggested.elbow ?? undefined) : elbowK(pts);
   const sil = pts.filter((p): p is { k: number; inertia: number; silhouette: number } => p.silhouette !== null && Number.isFinite(p.silhouette));
-  const best = sil.length ? sil.reduce((a, b) => (b.silhouette > a.silhouette ? b : a)).k : undefined;
+  const bestSil = sil.length ? sil.reduce((a, b) => (b.silhouette > a.silhouette ? b : a)).k : undefined;
+  const best = suggested ? (suggested.silhouette ?? undefined) : bestSil;
   const sci = (v: number): string => (Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-2 && v !== 0) ? v.toExponential(2) : r1(v));
   const advice = [
     elbow !== undefined ? `The inertia curve bends most at k = ${elbow} (the elbow).` : '',
@@ -410,7 +413,7 @@ export function renderReport(data: ReportData): string {
 <main>
 ${scatter(data)}
 ${segmentTable(data)}
-${data.kRange && data.kRange.length > 0 ? kRangeSection(data.kRange) : ''}
+${data.kRange && data.kRange.length > 0 ? kRangeSection(data.kRange, data.suggestedK) : ''}
 ${metricsSection(data)}
 </main>
 <footer>Written by segflow ${esc(VERSION)}. This page is self-contained: it loads nothing from the network.</footer>

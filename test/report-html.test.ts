@@ -100,6 +100,9 @@ test('k-range: elbow and silhouette charts, with the suggested k marked', () => 
   const withNull = renderReport(data(100, { kRange: [{ k: 1, inertia: 10, silhouette: null }, ...kRange] }));
   assert.is((withNull.match(/class="k-point/g) ?? []).length, 15);
   assert.not.ok(renderReport(data(100)).includes('id="k-range"'));
+  // the caller's suggestion wins (kmeans --k-range computes its own elbow)
+  const told = renderReport(data(100, { kRange, suggestedK: { elbow: 3, silhouette: 4 } }));
+  assert.ok(told.includes('bends most at k = 3'));
 });
 
 test.run();
