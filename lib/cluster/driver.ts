@@ -231,6 +231,7 @@ class Driver {
   private resumed = false;
   private failedForGood = false;
   private lastProgress = 0;
+  private lastStage: ProgressStage | undefined;
 
   constructor(c: DriverContext) {
     this.c = c;
@@ -734,8 +735,10 @@ class Driver {
     const cb = this.c.options.onProgress;
     if (!cb) return;
     const now = performance.now();
-    if (!force && stage !== 'plan' && now - this.lastProgress < 100 && done < total) return;
+    // at most 10 a second, but always a stage's first and last
+    if (!force && stage === this.lastStage && now - this.lastProgress < 100 && done < total) return;
     this.lastProgress = now;
+    this.lastStage = stage;
     const e: ProgressEvent = { stage, bytes: Math.min(bytes, totalBytes), totalBytes, records, rejects, done, total, elapsedMs: now - this.c.t0 };
     cb(e);
   }

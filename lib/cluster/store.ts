@@ -233,6 +233,10 @@ async function s3client(): Promise<{ s3: S3Module; client: S3Client }> {
       region: process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || 'us-east-1',
       // MinIO, Ceph RGW and s3rver serve buckets as paths, not as host names
       forcePathStyle: endpoint !== undefined || process.env.SEGFLOW_S3_FORCE_PATH_STYLE === '1',
+      // checksums only where S3 requires them: the SDK's default sends streamed bodies as
+      // aws-chunked with a trailing checksum, which S3-compatible stores do not all understand
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
       maxAttempts: 5,
     });
     clients.set(id, client);

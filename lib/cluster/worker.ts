@@ -240,8 +240,9 @@ export async function startWorker(options: WorkerProcessOptions): Promise<Worker
       const e = err instanceof SegflowError ? err : new SegflowError('ERR_INTERNAL', (err as Error)?.message ?? String(err));
       const message = typeof e.details.lastError === 'string' ? e.details.lastError : e.message;
       say(`${job.id} (${(job.data as { label?: string }).label}) failed: ${message}`);
-      // a bad input fails the same way on every machine: no retries
-      if (e.code !== 'ERR_INTERNAL' && e.code !== 'ERR_TASK_FAILED') throw new UnrecoverableError(encodeFailure(e.code, message));
+      // bad data fails the same way on every machine: no retries. An input this machine cannot
+      // find may be a mount missing here only: retried, on any machine
+      if (e.code !== 'ERR_INTERNAL' && e.code !== 'ERR_TASK_FAILED' && e.code !== 'ERR_INPUT_NOT_FOUND') throw new UnrecoverableError(encodeFailure(e.code, message));
       throw new Error(encodeFailure('ERR_INTERNAL', message));
     }
   };

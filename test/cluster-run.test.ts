@@ -1,0 +1,131 @@
+/**
+ * Cluster runs without faults, on a redis-server and an S3 stand-in of their own and three
+ * `segflow worker` processes: the output is byte-identical to the local run with the same --shards
+ * (input on a shared path with a folder store; input and store on S3), a committed run restarted
+ * with its --run-id rebuilds the output from the store alone, and an input the workers cannot read
+ * fails its task after 4 attempts with `file:range` in the error and no manifest.
+ */
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import { aggregate, generate } from '../lib/index.js';
+import { openStore } from '../lib/cluster/store.js';
+import { BUCKET, ClusterEnv, hasRedis, readDir, within, type Proc } from './helpers/cluster-env.js';
+import { checkCommitted, runDriver } from './helpers/cluster-checks.js';
+
+const test = suite('cluster run');
+const env = new ClusterEnv('cluster-run');
+const SHARDS = 6;
+let input = '';
+let local: Map<string, Buffer>;
+let localSummary: Record<string, unknown>;
+let workers: Proc[] = [];
+let redis: Redis;
+
+test.before(async () => {
+  await env.startRedis();
+  await env.startS3();
+  redis = new Redis(env.redisUrl, { maxRetriesPerRequest: null });
+  redis.on('error', () => {}); // Redis restarts in a test
+  // ~1.4 MB with a few bad rows, in 24 KiB ranges: about 60 scan tasks
+  input = path.join(env.dir, 'sales.csv');
+  generate({ out: input, rows: 30_000, seed: 11, decimals: 2 });
+  const lines = fs.readFileSync(input, 'utf8').split('\n');
+  lines.splice(5, 0, 'a,row,with,too,few');
+  lines.splice(12_000, 0, '1000001,P00069042,F,0-17,10,A,2,0,3,,,12.5.0');
+  lines.splice(25_000, 0, ',P00069042,F,0-17,10,A,2,0,3,,,7');
+  fs.writeFileSync(input, lines.join('\n'));
+  const s = await aggregate({ input, out: path.join(env.dir, 'local'), shards: SHARDS, workers: 2 });
+  localSummary = s as unknown as Record<string, unknown>;
+  local = readDir(path.join(env.dir, 'local'));
+  workers = await Promise.all(['w1', 'w2', 'w3'].map((n) => env.worker(n)));
+});
+
+test.after(async () => {
+  redis?.disconnect();
+  await env.close();
+});
+
+/** The output files but summary.json. */
+function data(files: Map<string, Buffer>): Map<string, Buffer> {
+  const out = new Map(files);
+  out.delete('summary.json');
+  return out;
+}
+
+const fields = (s: Record<string, unknown>): unknown => ({ rows: s.rows, users: s.users, total: s.total, scale: s.scale, shards: s.shards, files: s.files });
+
+test('input on a shared path, folder store: byte-identical to the local run', async () => {
+  const store = `file://${path.join(env.dir, 'store')}`;
+  const out = path.join(env.dir, 'out-file');
+  const { summary } = await runDriver(env, 'd-file', { input, out, store, runId: 'clean-file', shards: SHARDS, rangeSize: 24 << 10 }, 60_000);
+  const files = readDir(out);
+  assert.equal([...files.keys()], [...local.keys()]);
+  for (const [name, bytes] of data(local)) assert.ok(files.get(name)!.equals(bytes), `${name} is byte-identical`);
+  assert.equal(fields(summary), fields(localSummary));
+  const s = summary as { rows: { rejected: number }; inputs: { file: string; ranges: number }[]; cluster: { tasks: { scan: number }; threads: number } };
+  assert.is(s.rows.rejected, 3);
+  assert.is(s.inputs[0].file, input);
+  assert.ok(s.cluster.tasks.scan >= 50, `${s.cluster.tasks.scan} scan tasks`);
+  assert.is(s.cluster.threads, 3);
+  await checkCommitted(openStore(store), 'clean-file', s.cluster.tasks.scan, SHARDS);
+  // the run's jobs are gone from Redis
+  assert.equal(await redis.keys('bull:segflow*:clean-file.*'), []);
+});
+
+test('input and store on S3: identical shards, rejects name the object', async () => {
+  const bucket = openStore(`s3://${BUCKET}`);
+  await bucket.put('inputs/sales.csv', fs.readFileSync(input));
+  const out = path.join(env.dir, 'out-s3');
+  const url = `s3://${BUCKET}/inputs/sales.csv`;
+  const { summary } = await runDriver(env, 'd-s3', { input: url, out, store: `s3://${BUCKET}/runs`, runId: 'clean-s3', shards: SHARDS, rangeSize: 24 << 10 }, 60_000);
+  const files = readDir(out);
+  for (const [name, bytes] of data(local)) {
+    const want = name === 'rejects.jsonl' ? Buffer.from(bytes.toString('utf8').split(JSON.stringify(input)).join(JSON.stringify(url))) : bytes;
+    assert.ok(files.get(name)!.equals(want), `${name} is byte-identical`);
+  }
+  assert.equal(fields(summary), fields(localSummary));
+  const s = summary as { cluster: { tasks: { scan: number } } };
+  await checkCommitted(openStore(`s3://${BUCKET}/runs`), 'clean-s3', s.cluster.tasks.scan, SHARDS);
+});
+
+test('a committed run restarted with its --run-id rebuilds the output from the store', async () => {
+  const before = workers.map((w) => w.lines.length);
+  const out = path.join(env.dir, 'out-again');
+  const store = `file://${path.join(env.dir, 'store')}`;
+  const { summary } = await runDriver(env, 'd-again', { input, out, store, runId: 'clean-file', shards: SHARDS, rangeSize: 24 << 10 }, 30_000);
+  assert.is((summary as { cluster: { resumed: boolean } }).cluster.resumed, true);
+  const files = readDir(out);
+  for (const [name, bytes] of data(local)) assert.ok(files.get(name)!.equals(bytes), `${name} is byte-identical`);
+  assert.equal(
+    workers.map((w, i) => w.lines.slice(before[i]).filter((l) => / start /.test(l))),
+    [[], [], []],
+    'no task ran again',
+  );
+});
+
+test('an input the workers cannot read fails after 4 attempts with file:range, and no manifest', async () => {
+  const bucket = openStore(`s3://${BUCKET}`);
+  const url = `s3://${BUCKET}/inputs/poison.csv`;
+  await bucket.put('inputs/poison.csv', fs.readFileSync(input).subarray(0, 50_000));
+  const store = openStore(`s3://${BUCKET}/runs`);
+  // planned on a queue no worker serves yet; the object goes before any worker reads it
+  const out = path.join(env.dir, 'out-poison');
+  const d = env.driver('d-poison', { input: url, out, store: store.url, runId: 'poison', shards: SHARDS, rangeSize: 1 << 20, queue: 'poison' });
+  await d.waitFor(/^progress scan 0\//, 20_000);
+  await bucket.delete(['inputs/poison.csv']);
+  await env.worker('w-poison', ['--queue', 'poison']);
+  const code = await within(d.exited, 40_000);
+  assert.is(code, 1, d.lines.join('\n'));
+  const error = d.lines.find((l) => l.startsWith('error '))!;
+  assert.match(error, new RegExp(`^error ERR_TASK_FAILED scan task ${url}:\\d+-50000 failed after 4 attempts; last error:`));
+  assert.match(error, /NoSuchKey/);
+  assert.is(await store.get('runs/poison/_SUCCESS'), undefined);
+  assert.equal(await store.list('runs/poison/'), [], 'a failed run leaves nothing in the store');
+  assert.not.ok(fs.existsSync(out));
+});
+
+if (hasRedis()) test.run();
+else console.log('cluster run: skipped, redis-server is not installed (CI installs it with .ci/setup-redis.sh)');

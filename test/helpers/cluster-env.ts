@@ -1,0 +1,279 @@
+/**
+ * A cluster on one machine for the cluster tests: a redis-server of its own (free port,
+ * append-only file in a temp folder), an S3 stand-in (s3rver, in this process), `segflow worker`
+ * processes, drivers, and a TCP relay whose link can be cut. Every wait is bounded in time; every
+ * process started here is killed by {@link ClusterEnv.close} (and on exit, should a test crash).
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+export const CLI = path.join(ROOT, 'dist/lib/cli.js');
+export const DRIVER = path.join(ROOT, 'dist/test/helpers/cluster-driver.js');
+
+/** Whether redis-server is installed (CI installs it with .ci/setup-redis.sh). */
+export function hasRedis(): boolean {
+  return spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0;
+}
+
+/** A free TCP port on the loopback. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Wait until `check` holds, polling every `everyMs`; throws after `ms`. */
+export async function until(what: string, check: () => boolean | Promise<boolean>, ms: number, everyMs = 50): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+}
+
+/** A promise, or `'timeout'` after `ms` (the timer is cleared either way). */
+export async function within<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<'timeout'>((r) => (timer = setTimeout(r, ms, 'timeout')))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const live = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const p of live) {
+    try {
+      p.kill('SIGCONT');
+      p.kill('SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
+});
+
+/** A child process whose output lines are kept. */
+export class Proc {
+  readonly child: ChildProcess;
+  readonly lines: string[] = [];
+  stdout = '';
+  readonly exited: Promise<number | null>;
+  code: number | null | undefined;
+
+  constructor(
+    readonly name: string,
+    cmd: string,
+    args: string[],
+    env: NodeJS.ProcessEnv,
+  ) {
+    this.child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    live.add(this.child);
+    let rest = '';
+    this.child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      const parts = (rest + d).split('\n');
+      rest = parts.pop()!;
+      this.lines.push(...parts);
+      if (process.env.SEGFLOW_TEST_VERBOSE) for (const l of parts) process.stderr.write(`[${name}] ${l}\n`);
+    });
+    this.child.stdout!.setEncoding('utf8').on('data', (d: string) => (this.stdout += d));
+    this.exited = new Promise((resolve) => {
+      this.child.on('exit', (code) => {
+        live.delete(this.child);
+        this.code = code;
+        resolve(code);
+      });
+    });
+  }
+
+  /** Wait for a stderr line matching `re`, seen from line `from` on; resolves to the line. */
+  async waitFor(re: RegExp, ms: number, from = 0): Promise<string> {
+    let found: string | undefined;
+    await until(`${this.name}: a line matching ${re}`, () => {
+      found = this.lines.slice(from).find((l) => re.test(l));
+      if (!found && this.code !== undefined) throw new Error(`${this.name} exited (${this.code}) before a line matching ${re}:\n${this.lines.slice(-20).join('\n')}`);
+      return !!found;
+    }, ms);
+    return found!;
+  }
+
+  signal(sig: NodeJS.Signals): void {
+    if (this.code === undefined) this.child.kill(sig);
+  }
+
+  /** SIGKILL, and wait for the exit. */
+  async kill(): Promise<void> {
+    if (this.code !== undefined) return;
+    this.child.kill('SIGCONT');
+    this.child.kill('SIGKILL');
+    await this.exited;
+  }
+}
+
+/** A TCP relay to a port whose link can go down: data waits (as TCP would) until it is back. */
+export class Link {
+  private server!: net.Server;
+  private down = false;
+  private held: [net.Socket, Buffer][] = [];
+  private readonly sockets = new Set<net.Socket>();
+  port = 0;
+
+  async start(target: number): Promise<this> {
+    this.port = await freePort();
+    this.server = net.createServer((client) => {
+      const upstream = net.connect(target, '127.0.0.1');
+      for (const s of [client, upstream]) {
+        this.sockets.add(s);
+        s.on('close', () => this.sockets.delete(s));
+        s.on('error', () => {
+          client.destroy();
+          upstream.destroy();
+        });
+      }
+      const relay = (from: net.Socket, to: net.Socket): void => {
+        from.on('data', (d: Buffer) => {
+          if (this.down) this.held.push([to, d]);
+          else if (!to.destroyed) to.write(d);
+        });
+        from.on('end', () => to.end());
+      };
+      relay(client, upstream);
+      relay(upstream, client);
+    });
+    await new Promise<void>((resolve) => this.server.listen(this.port, '127.0.0.1', resolve));
+    return this;
+  }
+
+  /** Cut the link for `ms`; resolves when it is back. */
+  async cut(ms: number): Promise<void> {
+    this.down = true;
+    await new Promise((r) => setTimeout(r, ms));
+    this.down = false;
+    for (const [to, d] of this.held.splice(0)) if (!to.destroyed) to.write(d);
+  }
+
+  close(): void {
+    for (const s of this.sockets) s.destroy();
+    this.server?.close();
+  }
+}
+
+/** The S3 credentials and bucket of the stand-in. */
+export const BUCKET = 'segflow-test';
+
+/** Redis, s3rver and the processes of one test file. */
+export class ClusterEnv {
+  readonly dir: string;
+  redisPort = 0;
+  s3Port = 0;
+  redis?: Proc;
+  private s3?: { close(): Promise<unknown> };
+  private readonly procs: Proc[] = [];
+  private readonly links: Link[] = [];
+
+  constructor(tag: string) {
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), `segflow-${tag}-`));
+  }
+
+  get redisUrl(): string {
+    return `redis://127.0.0.1:${this.redisPort}`;
+  }
+
+  /** The environment of a process that talks to the S3 stand-in. */
+  get env(): NodeJS.ProcessEnv {
+    return {
+      ...process.env,
+      SEGFLOW_S3_ENDPOINT: `http://127.0.0.1:${this.s3Port}`,
+      AWS_ACCESS_KEY_ID: 'S3RVER',
+      AWS_SECRET_ACCESS_KEY: 'S3RVER',
+      AWS_REGION: 'us-east-1',
+    };
+  }
+
+  /** Start (or restart, on the same port and files) redis-server with an append-only file. */
+  async startRedis(): Promise<void> {
+    this.redisPort ||= await freePort();
+    const data = path.join(this.dir, 'redis');
+    fs.mkdirSync(data, { recursive: true });
+    // appendfsync always: an acknowledged write survives SIGKILL (the test kills Redis mid-run)
+    this.redis = this.spawn('redis', 'redis-server', ['--port', String(this.redisPort), '--bind', '127.0.0.1', '--dir', data, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--protected-mode', 'no', '--loglevel', 'warning'], process.env);
+    await until('redis-server to answer PING', () => ping(this.redisPort), 10_000, 50);
+  }
+
+  /** Start s3rver in this process, with the test bucket. */
+  async startS3(): Promise<void> {
+    const { default: S3rver } = await import('s3rver');
+    const dir = path.join(this.dir, 's3');
+    fs.mkdirSync(dir, { recursive: true });
+    const server = new S3rver({ port: this.s3Port, address: '127.0.0.1', silent: true, directory: dir, configureBuckets: [{ name: BUCKET }] });
+    const { port } = await server.run();
+    this.s3Port = port;
+    this.s3 = server;
+    Object.assign(process.env, this.env);
+  }
+
+  spawn(name: string, cmd: string, args: string[], env: NodeJS.ProcessEnv): Proc {
+    const p = new Proc(name, cmd, args, env);
+    this.procs.push(p);
+    return p;
+  }
+
+  /** Start a `segflow worker` and wait until it serves the queue. */
+  async worker(name: string, extra: string[] = [], redisUrl = this.redisUrl): Promise<Proc> {
+    const w = this.spawn(name, process.execPath, [CLI, 'worker', '--redis', redisUrl, '--workers', '1', '--name', name, '--verbose', ...extra], this.env);
+    await w.waitFor(/serving queue/, 20_000);
+    return w;
+  }
+
+  /** Start a driver (test/helpers/cluster-driver.ts) with aggregate options as JSON. */
+  driver(name: string, options: Record<string, unknown>): Proc {
+    return this.spawn(name, process.execPath, [DRIVER, JSON.stringify({ cluster: this.redisUrl, ...options })], this.env);
+  }
+
+  async link(target: number): Promise<Link> {
+    const l = await new Link().start(target);
+    this.links.push(l);
+    return l;
+  }
+
+  /** Kill every process, stop s3rver and remove the temp folder. */
+  async close(): Promise<void> {
+    await Promise.all(this.procs.map((p) => p.kill()));
+    for (const l of this.links) l.close();
+    await this.s3?.close().catch(() => {});
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** PING a Redis port with a raw RESP command (no client needed). */
+function ping(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    const done = (ok: boolean): void => {
+      s.destroy();
+      resolve(ok);
+    };
+    s.setTimeout(500, () => done(false));
+    s.on('error', () => done(false));
+    s.on('data', (d) => done(d.toString().startsWith('+PONG')));
+    s.on('connect', () => s.write('PING\r\n'));
+  });
+}
+
+/** Files of a folder as name -> bytes (for byte-for-byte comparison). */
+export function readDir(dir: string): Map<string, Buffer> {
+  const out = new Map<string, Buffer>();
+  for (const f of fs.readdirSync(dir).sort()) out.set(f, fs.readFileSync(path.join(dir, f)));
+  return out;
+}
