@@ -8,6 +8,7 @@ import path from 'node:path';
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import type { ChangeEvent } from './options.js';
+import type { LineWriter } from './lines.js';
 
 /** An append-only file whose length is saved with each checkpoint. */
 export class AppendFile {
@@ -32,9 +33,9 @@ export class AppendFile {
     this.bytes = size;
   }
 
-  write(text: string): void {
+  write(text: string | Uint8Array): void {
     if (text.length === 0) return;
-    const buf = Buffer.from(text);
+    const buf = typeof text === 'string' ? Buffer.from(text) : text;
     let off = 0;
     while (off < buf.length) off += fs.writeSync(this.fd, buf, off, buf.length - off);
     this.bytes += buf.length;
@@ -74,17 +75,20 @@ export class ChangeSink {
     }
   }
 
-  /** Write a batch's change lines. */
-  async write(lines: string[]): Promise<void> {
+  /** Write a batch's change lines (the writer is not reused after). */
+  async write(lines: LineWriter): Promise<void> {
     if (this.failure) throw this.failure;
-    if (lines.length === 0) return;
-    const text = lines.join('');
-    this.file?.write(text);
-    if (this.stream && !this.stream.write(text)) {
+    if (lines.count === 0) return;
+    const bytes = lines.bytes();
+    this.file?.write(bytes);
+    if (this.stream && !this.stream.write(bytes)) {
       // back-pressure: a slow reader slows the stream instead of growing memory
       await Promise.race([once(this.stream, 'drain'), once(this.stream, 'close')]);
     }
-    if (this.onChange) for (const l of lines) this.onChange(JSON.parse(l) as ChangeEvent);
+    if (this.onChange) {
+      const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('utf8');
+      for (const l of text.split('\n')) if (l) this.onChange(JSON.parse(l) as ChangeEvent);
+    }
   }
 
   /** The file and its length, for a checkpoint. */

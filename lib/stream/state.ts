@@ -6,12 +6,13 @@
  * one is the merge step of the batch job (lib/merge.ts `mergeSections`), done into the long-lived
  * table, noting each user it touches so that only those are scaled and assigned afterwards.
  */
-import { KeyTable, COUNT, SUM, F_DATE, F_QTY } from '../table.js';
+import { KeyTable, COUNT, NUM, SUM, F_DATE, F_QTY } from '../table.js';
 import type { Section } from '../partial.js';
 import { LIMB_MAX, POW10, addBig, addExact, formatScaled, limbsToBig } from '../util/exact.js';
 import { assignNearest } from '../kmeans.js';
 import { SegflowError } from '../errors.js';
 import type { StreamModel } from './model.js';
+import { LineWriter, PIECES, jsonBytes } from './lines.js';
 
 const TWO32 = 2 ** 32;
 
@@ -189,43 +190,94 @@ export class StreamState {
    * change line.
    *
    * @param at The batch time (ISO).
-   * @param lines Receives one JSON line (with its newline) per change.
+   * @param lines Receives one JSON line per change.
    * @returns The changes.
    */
-  assignTouched(at: string, lines: string[]): number {
+  assignTouched(at: string, lines: LineWriter): number {
     const { labels, touched } = this;
     const names = this.model.names;
+    const quoted = names.map((n) => jsonBytes(n));
+    const atBytes = jsonBytes(at).subarray(1);
+    const none = jsonBytes(null);
+    const fast = this.fastAssign();
     let moves = 0;
     for (let i = 0; i < this.nTouched; i++) {
       const id = touched[i];
-      const to = this.nearest(id);
+      const to = fast ? fast(id) : this.nearest(id);
       const from = labels[id];
       if (to === from) continue;
       labels[id] = to;
       // a move between clusters of the same name is no change for the user
       if (from >= 0 && names[from] === names[to]) continue;
-      lines.push(this.changeLine(id, from >= 0 ? names[from] : null, names[to], at));
+      this.changeLine(lines, id, from >= 0 ? quoted[from] : none, quoted[to], atBytes);
       moves++;
     }
     return moves;
   }
 
   /**
+   * The nearest cluster for the model `segment` fits (purchases and total, k centroids), inlined:
+   * the same operations as lib/scale.ts `applyScaler` and lib/kmeans.ts `assignNearest` (distance
+   * summed in feature order, the lower index wins ties), so the same cluster bit for bit, without
+   * a feature row and two calls per user: the per-batch cost of a state of millions of users.
+   */
+  private fastAssign(): ((id: number) => number) | undefined {
+    const m = this.model;
+    if (m.d !== 2 || m.features[0] !== 'purchases' || m.features[1] !== 'total') return undefined;
+    const t = this.table;
+    const log = m.scaler.method === 'log-zscore';
+    const [m0, m1] = m.scaler.mean;
+    const [s0, s1] = m.scaler.std;
+    const c = Float64Array.from(m.centroids);
+    const k = m.k;
+    const pow = POW10[t.scale];
+    const w = t.width;
+    return (id: number): number => {
+      const acc = t.acc;
+      const o = id * w;
+      const p = acc[o + COUNT];
+      const hi = acc[o + SUM + 1];
+      const v = hi === 0 ? acc[o + SUM] / pow : (hi * TWO32 + acc[o + SUM]) / pow;
+      const x = ((log ? (p < 0 ? -Math.log1p(-p) : Math.log1p(p)) : p) - m0) / s0;
+      const y = ((log ? (v < 0 ? -Math.log1p(-v) : Math.log1p(v)) : v) - m1) / s1;
+      let a = x - c[0];
+      let b = y - c[1];
+      let best = a * a + b * b;
+      let lab = 0;
+      for (let j = 1; j < k; j++) {
+        a = x - c[2 * j];
+        b = y - c[2 * j + 1];
+        const dist = a * a + b * b;
+        if (dist < best) {
+          best = dist;
+          lab = j;
+        }
+      }
+      return lab;
+    };
+  }
+
+  /**
    * Assign every user under the current model (after loading, or after re-clustering with
    * `previous` as the old model): users whose segment name changed give change lines.
    */
-  assignAll(at: string, lines: string[] | undefined, previous?: StreamModel): number {
+  assignAll(at: string, lines: LineWriter | undefined, previous?: StreamModel): number {
     const n = this.table.size;
     this.reserve(n);
     const oldNames = (previous ?? this.model).names;
     const names = this.model.names;
+    const oldQuoted = oldNames.map((x) => jsonBytes(x));
+    const quoted = names.map((x) => jsonBytes(x));
+    const atBytes = jsonBytes(at).subarray(1);
+    const none = jsonBytes(null);
+    const fast = this.fastAssign();
     let moves = 0;
     for (let id = 0; id < n; id++) {
-      const to = this.nearest(id);
+      const to = fast ? fast(id) : this.nearest(id);
       const from = this.labels[id];
       this.labels[id] = to;
       if (from >= 0 && oldNames[from] === names[to]) continue;
-      if (lines) lines.push(this.changeLine(id, from >= 0 ? oldNames[from] : null, names[to], at));
+      if (lines) this.changeLine(lines, id, from >= 0 ? oldQuoted[from] : none, quoted[to], atBytes);
       moves++;
     }
     return moves;
@@ -259,10 +311,45 @@ export class StreamState {
     return formatScaled(hi === 0 ? lo : limbsToBig(lo, hi), t.scale);
   }
 
-  /** One change as a JSON line; `total` is a JSON number written with the exact decimal digits. */
-  changeLine(id: number, from: string | null, to: string, at: string): string {
-    const count = this.table.acc[id * this.table.width + COUNT];
-    return `{"user_id":${JSON.stringify(this.key(id))},"from":${from === null ? 'null' : JSON.stringify(from)},"to":${JSON.stringify(to)},"purchases":${count},"total":${this.total(id)},"at":"${at}"}\n`;
+  /**
+   * Write one change as a JSON line: `from` and `to` as JSON bytes, `at` as the bytes of the ISO
+   * time followed by its closing quote; `total` is a JSON number with the exact decimal digits.
+   */
+  changeLine(w: LineWriter, id: number, from: Uint8Array, to: Uint8Array, at: Uint8Array): void {
+    const t = this.table;
+    const acc = t.acc;
+    const o = id * t.width;
+    const num = acc[o + NUM];
+    if (num >= 0) {
+      // a plain integer key: its digits, without touching the arena
+      w.raw(PIECES.userOpen);
+      w.int(num);
+      w.raw(PIECES.userClose);
+    } else {
+      w.raw(PIECES.userOpen);
+      const ks = id === 0 ? 0 : t.keyEnds[id - 1];
+      if (w.plainKey(t.arena, ks, t.keyEnds[id])) w.raw(PIECES.userClose);
+      else {
+        w.len -= PIECES.userOpen.length;
+        w.raw(PIECES.userRaw);
+        w.text(JSON.stringify(this.key(id)));
+      }
+    }
+    w.raw(PIECES.from);
+    w.raw(from);
+    w.raw(PIECES.to);
+    w.raw(to);
+    w.raw(PIECES.purchases);
+    w.int(acc[o + COUNT]);
+    w.raw(PIECES.total);
+    const lo = acc[o + SUM];
+    const hi = acc[o + SUM + 1];
+    if (hi === 0 && t.scale === 0 && lo >= 0) w.int(lo);
+    else w.text(formatScaled(hi === 0 ? lo : limbsToBig(lo, hi), t.scale));
+    w.raw(PIECES.at);
+    w.raw(at);
+    w.raw(PIECES.end);
+    w.count++;
   }
 }
 

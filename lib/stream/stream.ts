@@ -29,6 +29,7 @@ import type { FileReject, Source } from './source.js';
 import { StreamState } from './state.js';
 import { readModel, refitModel, spendNames, type ModelInput, type StreamModel } from './model.js';
 import { AppendFile, ChangeSink } from './sinks.js';
+import { LineWriter } from './lines.js';
 import { settle, type Settled, type StreamMetrics, type StreamOptions } from './options.js';
 import type { LoadOutput } from './load.js';
 
@@ -58,6 +59,14 @@ export interface StreamHandle {
   checkpoint(): Promise<void>;
   /** The metrics now. */
   metrics(): StreamMetrics;
+}
+
+/** A batch scanned, waiting to be folded. */
+interface Scanned {
+  pieces: Piece[];
+  outs: ScanOutput[];
+  /** When its scan started (the batch's duration runs from there to the end of its fold). */
+  t0: number;
 }
 
 /** Default bytes per batch and worker when the stream is behind (catching up). */
@@ -311,8 +320,10 @@ class StreamRunner {
     const maxBatch = this.o.maxBatchBytes ?? Math.min(256 << 20, BATCH_BYTES_PER_WORKER * workers);
     let lastCut = -Infinity;
     let failure: unknown;
+    // a pipeline of two: the next batch scans on the workers while this one folds on the coordinator
+    let inflight: Promise<Scanned> | undefined;
     try {
-      while (!this.stopping) {
+      while (!this.stopping || inflight) {
         this.writeFileRejects(this.source.poll());
         this.retireFinished();
         const cursors = this.source.cursors();
@@ -320,12 +331,24 @@ class StreamRunner {
         for (const c of cursors) if (c.fd >= 0) waiting += Math.max(0, c.plannableEnd() - c.next);
         const now = performance.now();
         const rowsBytes = s.batchRows > 0 ? s.batchRows * this.bytesPerRecord : Infinity;
-        if (waiting > 0 && (now - lastCut >= s.batchMs || waiting >= maxBatch || waiting >= rowsBytes)) {
+        const due = !this.stopping && waiting > 0 && (now - lastCut >= s.batchMs || waiting >= maxBatch || waiting >= rowsBytes);
+        const next = due ? this.scan(planBatch(cursors, Math.min(maxBatch, s.batchRows > 0 ? Math.max(rowsBytes, 4096) : maxBatch), workers)) : undefined;
+        if (next) {
           lastCut = now;
-          await this.runBatch(planBatch(cursors, Math.min(maxBatch, s.batchRows > 0 ? Math.max(rowsBytes, 4096) : maxBatch), workers));
+          next.catch(() => {}); // awaited below; a failure is taken there
+        }
+        if (inflight) {
+          const done = inflight;
+          inflight = next;
+          await this.fold(await done);
           await this.afterBatch();
           continue;
         }
+        if (next) {
+          inflight = next;
+          continue;
+        }
+        if (this.stopping) break;
         if (waiting === 0 && (this.source.ended() || this.o.once)) break;
         await this.afterBatch();
         // data waiting: until the batch is due; none: poll again after a batch interval (sooner with --batch-rows)
@@ -334,6 +357,8 @@ class StreamRunner {
       }
     } catch (err) {
       failure = err;
+      // a batch still scanning folds nothing: its bytes are read again after a restart
+      await inflight?.catch(() => {});
     }
     clearInterval(this.metricsTimer);
     try {
@@ -373,14 +398,18 @@ class StreamRunner {
     });
   }
 
-  /** Scan the ranges on the pool, fold them in order, assign, write changes and rejects. */
-  private async runBatch(planned: Piece[]): Promise<void> {
-    if (planned.length === 0) return;
+  /** Scan a batch's ranges on the pool (a CSV file with quoted line breaks again whole). */
+  private async scan(planned: Piece[]): Promise<Scanned> {
     const t0 = performance.now();
     const scanned = await Promise.all(
       planned.map((p) => this.pool.run<ScanOutput>('scan', scanTask(p, this.taskSeq++), { label: `${p.cursor.label} bytes ${p.start}-${p.end}` })),
     );
-    const { pieces, outs } = await this.rescanQuoted(planned, scanned);
+    return { ...(await this.rescanQuoted(planned, scanned)), t0 };
+  }
+
+  /** Fold a scanned batch in order, assign the touched users, write the changes and rejects. */
+  private async fold({ pieces, outs, t0 }: Scanned): Promise<void> {
+    if (pieces.length === 0) return;
     const state = this.state;
     const at = new Date().toISOString();
     const rejectLines: string[] = [];
@@ -411,7 +440,7 @@ class StreamRunner {
       }
       this.account(c, out);
     }
-    const lines: string[] = [];
+    const lines = new LineWriter(1 << 16);
     const moves = state.assignTouched(at, lines);
     this.foldSafe = true;
     this.rejects.write(rejectLines.join(''));
@@ -517,7 +546,7 @@ class StreamRunner {
     const prev = state.model;
     state.model = await refitModel(prev, state.featureMatrix(), n, this.pool);
     state.rowsAtFit = state.rows;
-    const lines: string[] = [];
+    const lines = new LineWriter(1 << 20);
     const moved = state.assignAll(new Date().toISOString(), lines, prev);
     await this.changes.write(lines);
     this.moves += moved;
