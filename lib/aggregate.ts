@@ -114,6 +114,7 @@ export async function aggregate(options: AggregateOptions): Promise<AggregateSum
  * pool open. On failure everything is cleaned up and the error rethrown.
  */
 export async function runAggregate(options: AggregateOptions, command: 'aggregate' | 'segment'): Promise<AggregateResult> {
+  if (options.cluster) return (await import('./cluster/driver.js')).runAggregateOnCluster(options, command);
   const t0 = performance.now();
   const { shards, memory, maxBadRatio } = settle(options);
   const signal = options.signal;

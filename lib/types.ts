@@ -53,6 +53,12 @@ export interface AggregateOptions extends CommonOptions {
   force?: boolean;
   /** Folder for the job's temporary files (default: beside `out`). */
   tmpDir?: string;
+  /** Scale-out: redis://HOST:PORT of the `segflow worker` queue (docs/cluster.md). */
+  cluster?: string;
+  /** With `cluster`: s3://bucket/prefix or file:///path for partials, shards and the manifest. */
+  store?: string;
+  /** With `cluster`: the run's name; a driver restarted with the same id resumes the run. */
+  runId?: string;
 }
 
 /** One input file as the summary reports it. */

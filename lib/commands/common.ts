@@ -23,7 +23,10 @@ export function inputOptions(y: Argv): Argv {
     .option('max-bad-ratio', { describe: 'fail once rejected rows / rows read passes this (0..1)', type: 'number', default: 1 })
     .option('force', { describe: 'replace an existing result in --out', type: 'boolean', default: false })
     .option('json', { describe: 'print the summary as JSON on stdout', type: 'boolean', default: false })
-    .option('quiet', { alias: 'q', describe: 'no progress or messages on stderr', type: 'boolean', default: false });
+    .option('quiet', { alias: 'q', describe: 'no progress or messages on stderr', type: 'boolean', default: false })
+    .option('cluster', { describe: 'run on `segflow worker` processes: redis://HOST:PORT of their queue', type: 'string', implies: 'store' })
+    .option('store', { describe: 'with --cluster: s3://bucket/prefix or file:///path for partials and the commit manifest', type: 'string', implies: 'cluster' })
+    .option('run-id', { describe: 'with --cluster: name the run; the same id again resumes it', type: 'string', implies: 'cluster' });
 }
 
 /** The library options from parsed flags. */
@@ -44,6 +47,9 @@ export function aggregateOptions(a: Record<string, unknown>): AggregateOptions {
     memory: parseBytes(a.memory as string | undefined, '--memory'),
     maxBadRatio: a.maxBadRatio as number,
     force: a.force as boolean,
+    cluster: a.cluster as string | undefined,
+    store: a.store as string | undefined,
+    runId: a.runId as string | undefined,
   };
 }
 
