@@ -171,13 +171,14 @@ async function ready(redis: Redis, url: string, ms: number, signal?: AbortSignal
  * The aggregate stage on a cluster, leaving the output uncommitted (so `segment` can add its files)
  * and a local pool open for what follows (k-means runs on the driver's machine).
  */
-export async function runAggregateOnCluster(options: ClusterAggregateOptions, command: 'aggregate' | 'segment'): Promise<AggregateResult> {
+export async function runAggregateOnCluster(o: AggregateOptions & Partial<ClusterOptions>, command: 'aggregate' | 'segment'): Promise<AggregateResult> {
   const t0 = performance.now();
+  const options = o as ClusterAggregateOptions;
   const { shards, memory, maxBadRatio } = settle(options);
   const redisUrl = checkRedisUrl(options.cluster, '--cluster');
   const runId = options.runId ?? newRunId();
   if (!RUN_ID.test(runId)) throw new SegflowError('ERR_USAGE', `--run-id ${runId}: use 1 to 64 letters, digits, '.', '_' or '-'`);
-  const store = openStore(options.store);
+  const store = openStore(options.store ?? '');
   const signal = options.signal;
   if (signal?.aborted) throw abortError();
   const output = OutputDir.create(options.out, options.force);
