@@ -32,7 +32,7 @@ import type { SegflowPool } from './pool.js';
 export const DEFAULT_BLOCK_SIZE = 65536;
 
 /** The per-block passes a pool task can run. */
-export type BlockOp = 'assign' | 'kpp-seed' | 'kpp-pots';
+export type BlockOp = 'assign' | 'kpp-seed' | 'kpp-pots' | 'moments';
 
 /**
  * The payload of one `kmeans-assign` task: a contiguous run of blocks `[firstBlock, endBlock)` and
@@ -431,6 +431,53 @@ function kppPotsD2(
   if (nc > 3) out[o + 3] = s3;
 }
 
+/**
+ * moments for d = 2: the block's mean and sum of squared deviations per feature, in two passes over
+ * the block (in cache), for {@link KMeansRunner.meanVariance} to merge with Chan's formula.
+ * Partials: [mean_0, mean_1, m2_0, m2_1].
+ */
+function momentsD2(P: Float64Array, start: number, end: number, out: Float64Array, o: number): void {
+  let s0 = 0;
+  let s1 = 0;
+  for (let p = 2 * start, e = 2 * end; p < e; p += 2) {
+    s0 += P[p];
+    s1 += P[p + 1];
+  }
+  const m = end - start;
+  const mean0 = s0 / m;
+  const mean1 = s1 / m;
+  let q0 = 0;
+  let q1 = 0;
+  for (let p = 2 * start, e = 2 * end; p < e; p += 2) {
+    const a = P[p] - mean0;
+    const b = P[p + 1] - mean1;
+    q0 += a * a;
+    q1 += b * b;
+  }
+  out[o] = mean0;
+  out[o + 1] = mean1;
+  out[o + 2] = q0;
+  out[o + 3] = q1;
+}
+
+/** moments for any d: partials [mean_0..mean_d-1, m2_0..m2_d-1]. */
+function moments(P: Float64Array, d: number, start: number, end: number, out: Float64Array, o: number, acc: Float64Array): void {
+  for (let t = 0; t < d; t++) acc[t] = 0;
+  for (let p = start * d, e = end * d; p < e; p += d) for (let t = 0; t < d; t++) acc[t] += P[p + t];
+  const m = end - start;
+  for (let t = 0; t < d; t++) {
+    out[o + t] = acc[t] / m;
+    acc[t] = 0;
+  }
+  for (let p = start * d, e = end * d; p < e; p += d) {
+    for (let t = 0; t < d; t++) {
+      const a = P[p + t] - out[o + t];
+      acc[t] += a * a;
+    }
+  }
+  for (let t = 0; t < d; t++) out[o + d + t] = acc[t];
+}
+
 /** kpp-seed for any d. */
 function kppSeed(P: Float64Array, C: Float64Array, d: number, start: number, end: number, out: Float64Array, o: number): void {
   let sum = 0;
@@ -497,6 +544,10 @@ export function runBlock(
       if (d === 2) kppPotsD2(P, C, k, candidates, start, end, out, o, acc);
       else kppPots(P, C, d, k, candidates, start, end, out, o, acc);
       return;
+    case 'moments':
+      if (d === 2) momentsD2(P, start, end, out, o);
+      else moments(P, d, start, end, out, o, acc);
+      return;
   }
 }
 
@@ -517,7 +568,7 @@ function warmKernels(): void {
     const points = new Float64Array(n * d);
     for (let i = 0; i < points.length; i++) points[i] = ((i * 7919) % 13) / 4 - 1.5;
     const L = kppCandidates(k);
-    const stride = Math.max(assignStride(k, d), L);
+    const stride = Math.max(assignStride(k, d), L, 2 * d);
     const views: BlockViews = {
       points,
       labels: new Uint8Array(n),
@@ -528,6 +579,7 @@ function warmKernels(): void {
     const acc = new Float64Array(k * (d + 1));
     for (let rep = 0; rep < 3; rep++) {
       for (let b = 0; b < 2; b++) {
+        runBlock(views, 'moments', b, n, d, k, n / 2, stride, acc);
         runBlock(views, 'kpp-seed', b, n, d, 1, n / 2, stride, acc);
         for (let chosen = 1; chosen < k; chosen++) runBlock(views, 'kpp-pots', b, n, d, chosen, n / 2, stride, acc, L);
         runBlock(views, 'assign', b, n, d, k, n / 2, stride, acc);
@@ -638,7 +690,7 @@ export class KMeansRunner {
       labelView(new SharedArrayBuffer(Math.max(1, n * labelBytes)), labelBytes, n),
     ];
     const candidates = kppCandidates(k);
-    this.#stride = Math.max(assignStride(k, d), candidates, 1);
+    this.#stride = Math.max(assignStride(k, d), candidates, 2 * d);
     // assign reads k centres; kpp-pots the chosen ones (up to k - 1) and the candidates after them
     const centersBuf = new SharedArrayBuffer(Math.max(k, k - 1 + candidates) * d * 8);
     const partialsBuf = new SharedArrayBuffer(this.blocks * this.#stride * 8);
@@ -663,6 +715,34 @@ export class KMeansRunner {
       partials: partialsBuf,
     };
     this.#acc = new Float64Array(Math.max(k * (d + 1), candidates));
+  }
+
+  /**
+   * The mean of the per-feature population variances (scikit-learn's `_tolerance` divided by tol):
+   * one pool pass of per-block two-pass moments, merged in block order with Chan's formula.
+   *
+   * @returns The mean variance; NaN or Infinity when a coordinate is not finite (or overflows).
+   */
+  async meanVariance(): Promise<number> {
+    const { n, d, blockSize } = this;
+    await this.pass('moments', [], 0);
+    const out = this.#views.partials;
+    const mean = new Float64Array(d);
+    const m2 = new Float64Array(d);
+    let count = 0;
+    for (let b = 0, o = 0; b < this.blocks; b++, o += this.#stride) {
+      const m = Math.min(n, (b + 1) * blockSize) - b * blockSize;
+      const total = count + m;
+      for (let t = 0; t < d; t++) {
+        const delta = out[o + t] - mean[t];
+        mean[t] += (delta * m) / total;
+        m2[t] += out[o + d + t] + ((delta * delta * count) / total) * m;
+      }
+      count = total;
+    }
+    let sum = 0;
+    for (let t = 0; t < d; t++) sum += m2[t] / count;
+    return sum / d;
   }
 
   /** The labels of the last assignment, in shared memory. */
@@ -911,43 +991,6 @@ function abortError(): SegflowError {
   return new SegflowError('ERR_ABORTED', 'the job was aborted');
 }
 
-/**
- * The mean of the per-feature population variances: scikit-learn's `_tolerance` divided by tol.
- * Blockwise two-pass means merged with Chan's formula.
- */
-function meanVariance(P: Float64Array, n: number, d: number): number {
-  const block = 4096;
-  const mean = new Float64Array(d);
-  const m2 = new Float64Array(d);
-  const bm = new Float64Array(d);
-  const bq = new Float64Array(d);
-  let count = 0;
-  for (let s = 0; s < n; s += block) {
-    const e = Math.min(n, s + block);
-    const m = e - s;
-    bm.fill(0);
-    bq.fill(0);
-    for (let p = s * d; p < e * d; p += d) for (let t = 0; t < d; t++) bm[t] += P[p + t];
-    for (let t = 0; t < d; t++) bm[t] /= m;
-    for (let p = s * d; p < e * d; p += d) {
-      for (let t = 0; t < d; t++) {
-        const q = P[p + t] - bm[t];
-        bq[t] += q * q;
-      }
-    }
-    const total = count + m;
-    for (let t = 0; t < d; t++) {
-      const delta = bm[t] - mean[t];
-      mean[t] += (delta * m) / total;
-      m2[t] += bq[t] + ((delta * delta * count) / total) * m;
-    }
-    count = total;
-  }
-  let sum = 0;
-  for (let t = 0; t < d; t++) sum += m2[t] / count;
-  return sum / d;
-}
-
 function checkInteger(name: string, value: number, min: number): void {
   if (!Number.isInteger(value) || value < min) {
     throw new SegflowError('ERR_USAGE', `${name} must be an integer >= ${min}, got ${value}`);
@@ -989,12 +1032,12 @@ export async function fitKMeans(points: Float64Array, n: number, d: number, opti
     if (options.init.length !== k * d) throw new SegflowError('ERR_USAGE', `init must hold k * d = ${k * d} values, got ${options.init.length}`);
     nInit = 1;
   }
-  const variance = meanVariance(points, n, d);
+  const runner = new KMeansRunner(points, n, d, k, { pool: options.pool, blockSize, blocksPerTask: options.blocksPerTask, signal: options.signal });
+  const variance = await runner.meanVariance();
   if (!Number.isFinite(variance)) {
     throw new SegflowError('ERR_BAD_INPUT', 'the points hold NaN or infinite values (or values too large to square)');
   }
   const tolAbs = tol === 0 ? 0 : variance * tol;
-  const runner = new KMeansRunner(points, n, d, k, { pool: options.pool, blockSize, blocksPerTask: options.blocksPerTask, signal: options.signal });
 
   const restarts: KMeansResult['restarts'] = [];
   let best: Omit<KMeansResult, 'restarts'> | undefined;
