@@ -66,7 +66,7 @@ export interface ClusterOptions {
   runId?: string;
   /** The work queue (default `segflow`, as the workers). */
   queue?: string;
-  /** Milliseconds between progress polls (default 250). */
+  /** Milliseconds between progress polls (default 100). */
   pollMs?: number;
 }
 
@@ -484,7 +484,7 @@ class Driver {
     };
     if ((await runs.getJobState(parentId)) === 'unknown') await add();
     else this.resumed = true;
-    const pollMs = this.c.options.pollMs ?? 250;
+    const pollMs = this.c.options.pollMs ?? 100;
     const values = new Map<number, R>();
     let seen = -1;
     let lastFetch = 0;

@@ -229,9 +229,10 @@ export class ClusterEnv {
     return p;
   }
 
-  /** Start a `segflow worker` and wait until it serves the queue. */
-  async worker(name: string, extra: string[] = [], redisUrl = this.redisUrl): Promise<Proc> {
-    const w = this.spawn(name, process.execPath, [CLI, 'worker', '--redis', redisUrl, '--workers', '1', '--name', name, '--verbose', ...extra], this.env);
+  /** Start a `segflow worker` (one thread, logging every task) and wait until it serves the queue. */
+  async worker(name: string, extra: string[] = [], redisUrl = this.redisUrl, o: { threads?: number; verbose?: boolean } = {}): Promise<Proc> {
+    const args = [CLI, 'worker', '--redis', redisUrl, '--workers', String(o.threads ?? 1), '--name', name, ...(o.verbose === false ? [] : ['--verbose']), ...extra];
+    const w = this.spawn(name, process.execPath, args, this.env);
     await w.waitFor(/serving queue/, 20_000);
     return w;
   }
