@@ -174,7 +174,7 @@ export const BUCKET = 'segflow-test';
 
 /** Redis, s3rver and the processes of one test file. */
 export class ClusterEnv {
-  readonly dir: string;
+  private folder = '';
   redisPort = 0;
   s3Port = 0;
   redis?: Proc;
@@ -182,8 +182,12 @@ export class ClusterEnv {
   private readonly procs: Proc[] = [];
   private readonly links: Link[] = [];
 
-  constructor(tag: string) {
-    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), `segflow-${tag}-`));
+  constructor(private readonly tag: string) {}
+
+  /** The temp folder of this environment (made on first use). */
+  get dir(): string {
+    this.folder ||= fs.mkdtempSync(path.join(os.tmpdir(), `segflow-${this.tag}-`));
+    return this.folder;
   }
 
   get redisUrl(): string {
@@ -253,7 +257,7 @@ export class ClusterEnv {
     await Promise.all(this.procs.map((p) => p.kill()));
     for (const l of this.links) l.close();
     await this.s3?.close().catch(() => {});
-    fs.rmSync(this.dir, { recursive: true, force: true });
+    if (this.folder) fs.rmSync(this.folder, { recursive: true, force: true });
   }
 }
 
