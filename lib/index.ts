@@ -10,6 +10,7 @@ export { kmeans, fitSegments, nameSegments, assignWithModel } from './kmeans-job
 export { stream, exportState } from './stream/index.js';
 export { generate } from './generate.js';
 export { benchWorkers } from './bench.js';
+export { renderReport, writeReport } from './report.js';
 
 // --- public API: the pool an app keeps between jobs, and errors
 export { SegflowPool } from './pool.js';
@@ -24,3 +25,4 @@ export type { PoolOptions } from './pool.js';
 export type { GenerateOptions, GenerateSummary } from './generate.js';
 export type { BenchOptions, BenchResult, BenchRow } from './bench.js';
 export type { ScaleMethod, Scaler } from './scale.js';
+export type { ReportData } from './report.js';

@@ -9,7 +9,7 @@ import { SegflowError } from './errors.js';
 import { abortError } from './pool.js';
 import { formatScaled } from './util/exact.js';
 import type { ScaleMethod } from './scale.js';
-import type { AggregateOptions, AggregateSummary, SegmentSummary } from './types.js';
+import type { AggregateOptions, AggregateSummary, ProgressEvent, SegmentSummary } from './types.js';
 import { writeReport } from './report.js';
 
 /** Options of {@link segment}: the aggregate options plus the k-means ones. */
@@ -81,7 +81,11 @@ function readUsers(dir: string, shards: number, users: number, trailing: number)
 export async function segment(options: SegmentOptions): Promise<AggregateSummary> {
   const k = options.k ?? 3;
   if (!Number.isInteger(k) || k < 1) throw new SegflowError('ERR_USAGE', `--k must be a positive integer, got ${options.k}`);
-  const r = await runAggregate(options, 'segment');
+  const tStart = performance.now();
+  // the later stages report the scan's byte counts, so bytes never go back
+  let last: ProgressEvent | undefined;
+  const onProgress = options.onProgress;
+  const r = await runAggregate({ ...options, onProgress: onProgress && ((e) => ((last = e), onProgress(e))) }, 'segment');
   const { summary, output, pool } = r;
   try {
     const t0 = performance.now();
@@ -90,8 +94,9 @@ export async function segment(options: SegmentOptions): Promise<AggregateSummary
     }
     const trailing = (summary.quantity !== undefined ? 1 : 0) + (summary.inputs.some((x) => x.columns.date) ? 2 : 0);
     const users = readUsers(output.tmp, summary.shards, summary.users, trailing);
-    const bytes = summary.inputs.reduce((s, x) => s + x.bytes, 0);
-    options.onProgress?.({ stage: 'cluster', bytes, totalBytes: bytes, records: summary.rows.counted, rejects: summary.rows.rejected, done: 0, total: 1, elapsedMs: summary.timings.total });
+    const progress = (stage: 'cluster' | 'report'): void =>
+      onProgress?.({ stage, bytes: last?.bytes ?? 0, totalBytes: last?.totalBytes ?? 0, records: summary.rows.counted, rejects: summary.rows.rejected, done: 0, total: 1, elapsedMs: performance.now() - tStart });
+    progress('cluster');
     const fit = await fitSegments(users.purchases, users.totals, {
       k,
       seed: options.seed,
@@ -144,7 +149,7 @@ export async function segment(options: SegmentOptions): Promise<AggregateSummary
     fs.writeFileSync(output.file('model.json'), JSON.stringify(saved, null, 2) + '\n');
     const files = [...summary.files.filter((f) => f !== 'summary.json'), ...segFiles, 'model.json'];
     if (!options.noReport) {
-      options.onProgress?.({ stage: 'report', bytes, totalBytes: bytes, records: summary.rows.counted, rejects: summary.rows.rejected, done: 0, total: 1, elapsedMs: summary.timings.total });
+      progress('report');
       writeReport(output.file('report.html'), {
         title: `segflow segments: ${summary.inputs.map((x) => x.file.split('/').pop()).join(', ')}`,
         segments,

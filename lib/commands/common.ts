@@ -69,6 +69,9 @@ export async function runJob<T>(
     reporter.done();
     if (a.json) process.stdout.write(JSON.stringify(result) + '\n');
     else human(result, reporter);
+  } catch (err) {
+    reporter.done({ failed: true }); // the last line says "stopped", not "done"
+    throw err;
   } finally {
     reporter.done();
     process.off('SIGINT', onSigint);
