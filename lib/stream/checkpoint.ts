@@ -1,8 +1,13 @@
 /**
- * Checkpoints: the state (the per-user table, labels, model) and the source offsets in one
- * msgpackr file, written atomically: a temp file in the state folder, fsync, rename over
- * `checkpoint.msgpack`, fsync of the folder. A process killed at any moment leaves either the old
- * or the new checkpoint, never a torn one.
+ * Checkpoints: the state (the per-user table, labels, model) and the source offsets in one file,
+ * written atomically: a temp file in the state folder, fsync, rename over `checkpoint.msgpack`,
+ * fsync of the folder. A process killed at any moment leaves either the old or the new
+ * checkpoint, never a torn one.
+ *
+ * Layout: 8 bytes of magic, a u32 length, a msgpackr header (meta, table scalars, array lengths),
+ * then the table's typed arrays raw, each 8-byte aligned. msgpackr copies binary fields byte by
+ * byte into its buffer (measured: 1.2 s of CPU for a 2,000,000-user state); the arrays are instead
+ * snapshotted with a native copy (tens of ms) and written from there while batches go on.
  *
  * Exactly-once: offsets and state are saved together, and the lengths of the changes and rejects
  * files at that moment too; a restart cuts those files back to them and reads the source again
@@ -20,7 +25,7 @@ import type { InputSummary } from '../types.js';
 
 export const CHECKPOINT = 'checkpoint.msgpack';
 const FORMAT = 'segflow-stream-checkpoint';
-const VERSION = 1;
+const VERSION = 2;
 
 /** A persisted read position in one file. */
 export interface CursorRecord {
@@ -88,7 +93,8 @@ export interface CheckpointMeta {
   dateHasTime: boolean;
 }
 
-interface Packed {
+/** The header: everything but the arrays, which follow it in this order. */
+interface Header {
   format: string;
   version: number;
   meta: CheckpointMeta;
@@ -97,11 +103,16 @@ interface Packed {
   qscale: number;
   size: number;
   arenaUsed: number;
-  acc: Uint8Array;
-  hashes: Uint8Array;
-  keyEnds: Uint8Array;
-  arena: Uint8Array;
-  labels: Uint8Array;
+  /** Byte lengths of acc, hashes, keyEnds, arena, labels. */
+  arrays: number[];
+}
+
+const MAGIC = Buffer.from('SGSTRM1\n');
+const pad8 = (n: number): number => (n + 7) & ~7;
+
+/** A checkpoint in memory: its parts, written one after another. */
+export interface PackedCheckpoint {
+  parts: Uint8Array[];
 }
 
 const bytesOf = (a: ArrayBufferView, length: number): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, length);
@@ -111,41 +122,65 @@ const packr = new Packr({ useRecords: false });
 const unpackr = new Unpackr({ useRecords: false });
 
 /**
- * Serialise the state and meta (synchronously: the caller may change the state right after).
- *
- * @returns The bytes, valid until the next call.
+ * Buffers a stream reuses from one checkpoint to the next. Fresh memory is costly to touch here
+ * (measured in this project's VMs: 570 ms to first write 64 MB, 10-40 ms to copy into the same
+ * memory again), so each checkpoint copies the state into the buffers of the last one.
  */
-export function packCheckpoint(state: StreamState, meta: CheckpointMeta): Uint8Array {
+export class SnapshotBuffers {
+  private bufs: Uint8Array[] = [];
+
+  /** A copy of `src` in buffer `i`, grown (with headroom) when too small. */
+  copy(i: number, src: Uint8Array): Uint8Array {
+    let b = this.bufs[i];
+    if (!b || b.length < src.length) {
+      b = new Uint8Array(Math.ceil(src.length * 1.25) + 8);
+      this.bufs[i] = b;
+    }
+    b.set(src);
+    return b.subarray(0, src.length);
+  }
+}
+
+/**
+ * Snapshot the state and meta (synchronously: the caller may change the state right after). The
+ * parts stay valid until the next call with the same `buffers`.
+ *
+ * @returns The parts of the file.
+ */
+export function packCheckpoint(state: StreamState, meta: CheckpointMeta, buffers = new SnapshotBuffers()): PackedCheckpoint {
   const t = state.table;
   const n = t.size;
-  const body: Packed = {
-    format: FORMAT,
-    version: VERSION,
-    meta,
-    flags: t.flags,
-    scale: t.scale,
-    qscale: t.qscale,
-    size: n,
-    arenaUsed: t.arenaUsed,
-    acc: bytesOf(t.acc, n * t.width * 8),
-    hashes: bytesOf(t.hashes, n * 4),
-    keyEnds: bytesOf(t.keyEnds, n * 4),
-    arena: bytesOf(t.arena, t.arenaUsed),
-    labels: bytesOf(state.labels, n * 4),
-  };
-  return packr.pack(body);
+  // copies: the batches that run while the file is written change the live arrays
+  const live = [bytesOf(t.acc, n * t.width * 8), bytesOf(t.hashes, n * 4), bytesOf(t.keyEnds, n * 4), bytesOf(t.arena, t.arenaUsed), bytesOf(state.labels, n * 4)];
+  const arrays = live.map((a, i) => buffers.copy(i, a));
+  const header: Header = { format: FORMAT, version: VERSION, meta, flags: t.flags, scale: t.scale, qscale: t.qscale, size: n, arenaUsed: t.arenaUsed, arrays: arrays.map((a) => a.length) };
+  const head = packr.pack(header).slice();
+  const prefix = Buffer.alloc(pad8(MAGIC.length + 4 + head.length));
+  MAGIC.copy(prefix, 0);
+  prefix.writeUInt32LE(head.length, MAGIC.length);
+  prefix.set(head, MAGIC.length + 4);
+  const parts: Uint8Array[] = [prefix];
+  for (const a of arrays) {
+    parts.push(a);
+    if (a.length % 8) parts.push(new Uint8Array(8 - (a.length % 8)));
+  }
+  return { parts };
 }
 
 /** Write bytes to `file` atomically and durably (temp, fsync, rename, fsync of the folder). */
-export async function writeAtomic(file: string, bytes: Uint8Array): Promise<void> {
+export async function writeAtomic(file: string, parts: Uint8Array[]): Promise<void> {
   const dir = path.dirname(file);
   const tmp = path.join(dir, `.${path.basename(file)}.tmp-${process.pid}`);
   const fh = await fs.promises.open(tmp, 'w');
   try {
-    let off = 0;
-    while (off < bytes.length) {
-      const { bytesWritten } = await fh.write(bytes, off, Math.min(bytes.length - off, 64 << 20), off);
-      off += bytesWritten;
+    let pos = 0;
+    for (const bytes of parts) {
+      let off = 0;
+      while (off < bytes.length) {
+        const { bytesWritten } = await fh.write(bytes, off, Math.min(bytes.length - off, 64 << 20), pos + off);
+        off += bytesWritten;
+      }
+      pos += bytes.length;
     }
     await fh.sync();
   } finally {
@@ -197,23 +232,35 @@ export function readCheckpoint(dir: string): { state: StreamState; meta: Checkpo
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
-  let p: Packed;
+  if (bytes.length < MAGIC.length + 4 || !bytes.subarray(0, MAGIC.length).equals(MAGIC)) {
+    throw new SegflowError('ERR_BAD_INPUT', `${file}: not a segflow stream checkpoint`, { file });
+  }
+  const headLen = bytes.readUInt32LE(MAGIC.length);
+  let p: Header;
   try {
-    p = unpackr.unpack(bytes) as Packed;
+    p = unpackr.unpack(bytes.subarray(MAGIC.length + 4, MAGIC.length + 4 + headLen)) as Header;
   } catch (err) {
     throw new SegflowError('ERR_BAD_INPUT', `${file}: not a readable checkpoint (${(err as Error).message})`, { file });
   }
   if (!p || p.format !== FORMAT) throw new SegflowError('ERR_BAD_INPUT', `${file}: not a segflow stream checkpoint`, { file });
   if (p.version !== VERSION) throw new SegflowError('ERR_BAD_INPUT', `${file}: checkpoint version ${p.version}, this segflow reads version ${VERSION}`, { file });
+  const views: Uint8Array[] = [];
+  let at = pad8(MAGIC.length + 4 + headLen);
+  for (const len of p.arrays) {
+    if (at + len > bytes.length) throw new SegflowError('ERR_BAD_INPUT', `${file}: the checkpoint ends early`, { file });
+    views.push(bytes.subarray(at, at + len));
+    at = pad8(at + len);
+  }
+  const [accBytes, hashBytes, endBytes, arenaBytes, labelBytes] = views;
   const n = p.size;
   const cap = Math.max(1024, Math.ceil(n * 1.25));
   const t = new KeyTable(p.flags, cap);
   t.scale = p.scale;
   t.qscale = p.qscale;
-  t.acc = new Float64Array(aligned(p.acc, cap * t.width * 8));
-  t.hashes = new Int32Array(aligned(p.hashes, cap * 4));
-  t.keyEnds = new Uint32Array(aligned(p.keyEnds, cap * 4));
-  t.arena = new Uint8Array(aligned(p.arena, Math.max(p.arenaUsed * 1.25, cap * 8)));
+  t.acc = new Float64Array(aligned(accBytes, cap * t.width * 8));
+  t.hashes = new Int32Array(aligned(hashBytes, cap * 4));
+  t.keyEnds = new Uint32Array(aligned(endBytes, cap * 4));
+  t.arena = new Uint8Array(aligned(arenaBytes, Math.max(p.arenaUsed * 1.25, cap * 8)));
   t.arenaUsed = p.arenaUsed;
   t.size = n;
   // the slots are not saved: rebuilt from the hashes as the table grows them (linear probing)
@@ -227,7 +274,7 @@ export function readCheckpoint(dir: string): { state: StreamState; meta: Checkpo
     slots[2 * i] = h;
     slots[2 * i + 1] = id + 1;
   }
-  const labels = new Int32Array(aligned(p.labels, n * 4));
+  const labels = new Int32Array(aligned(labelBytes, n * 4));
   const meta = p.meta;
   const state = new StreamState(t, meta.model, labels, meta.dateHasTime);
   state.rows = meta.counters.rows;

@@ -81,9 +81,14 @@ export class ChangeSink {
     if (lines.count === 0) return;
     const bytes = lines.bytes();
     this.file?.write(bytes);
-    if (this.stream && !this.stream.write(bytes)) {
-      // back-pressure: a slow reader slows the stream instead of growing memory
-      await Promise.race([once(this.stream, 'drain'), once(this.stream, 'close')]);
+    const out = this.stream;
+    if (out) {
+      // wait until the stream has taken the bytes: the writer's buffer is reused by the next
+      // batch, and a slow reader slows the stream down instead of growing memory
+      await new Promise<void>((resolve) => {
+        const ok = out.write(bytes, () => resolve());
+        if (!ok) void Promise.race([once(out, 'drain'), once(out, 'close')]).then(() => resolve());
+      });
     }
     if (this.onChange) {
       const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('utf8');

@@ -15,6 +15,8 @@ import type { StreamModel } from './model.js';
 import { LineWriter, PIECES, jsonBytes } from './lines.js';
 
 const TWO32 = 2 ** 32;
+/** Keys per block of the fold (the touch loops keep this many misses in flight). */
+const FOLD_BLOCK = 64;
 
 /** Add limbs (lo, hi) at decimal places `from` into the limbs at acc[at] at places `to` >= from. */
 function addLimbs(acc: Float64Array, at: number, lo: number, hi: number, from: number, to: number): void {
@@ -49,11 +51,14 @@ export class StreamState {
   emptyLines = 0;
   /** Rows in the state when the model was last fitted (for a share trigger). */
   rowsAtFit = 0;
-  /** The batch each id was last touched in, and the ids touched in the current batch. */
+  /** The batch in which each id's label last changed, and (id, label before the batch) of those changes. */
   private mark: Uint32Array;
   private epoch = 0;
-  private touched: Int32Array;
-  private nTouched = 0;
+  private changedIds: Int32Array;
+  private changedFrom: Int32Array;
+  private nChanged = 0;
+  /** Keeps the touch loads of {@link StreamState.fold} from being optimised away. */
+  private touchSink = 0;
   private readonly row: Float64Array;
   private readonly decoder = new TextDecoder();
 
@@ -61,11 +66,12 @@ export class StreamState {
     this.table = table;
     this.model = model;
     this.dateHasTime = dateHasTime;
-    const cap = Math.max(1024, table.size);
+    const cap = Math.max(1024, table.hashes.length);
     this.labels = new Int32Array(cap).fill(-1);
     if (labels) this.labels.set(labels.subarray(0, table.size));
     this.mark = new Uint32Array(cap);
-    this.touched = new Int32Array(1024);
+    this.changedIds = new Int32Array(1024);
+    this.changedFrom = new Int32Array(1024);
     this.row = new Float64Array(model.d);
   }
 
@@ -87,9 +93,9 @@ export class StreamState {
     this.mark = mark;
   }
 
-  /** Start a batch: forget the users touched by the last one. */
+  /** Start a batch: forget the changes of the last one. */
   beginBatch(): void {
-    this.nTouched = 0;
+    this.nChanged = 0;
     this.epoch = (this.epoch + 1) >>> 0;
     if (this.epoch === 0) {
       this.mark.fill(0);
@@ -98,11 +104,20 @@ export class StreamState {
   }
 
   /**
-   * Fold one partial section into the state (lib/merge.ts's merge, into the long-lived table).
+   * Fold one partial section into the state (lib/merge.ts's merge, into the long-lived table) and
+   * assign each user it touches the nearest cluster, while the user's row is in cache. A user whose
+   * cluster changes is noted with its cluster before the batch; {@link StreamState.emitChanges}
+   * writes the changes once the batch is folded (a user in two ranges of a batch changes once).
+   *
+   * Memory: each key costs a slot, a row and a label in tables of millions of users, each a cache
+   * miss. Keys are taken in blocks: a first loop only loads each key's first slot, row and label
+   * (independent loads, so the misses overlap, as the scan's combiner does), the second does the
+   * work on lines that are in cache by then.
    *
    * @param s A section of a scan task whose columns match the state's (same flags).
+   * @param assign Assign the touched users (not while loading: the model may come after).
    */
-  fold(s: Section): void {
+  fold(s: Section, assign = true): void {
     const t = this.table;
     if (s.n === 0) return;
     if (s.flags !== t.flags) {
@@ -111,11 +126,7 @@ export class StreamState {
     if (s.scale > t.scale) t.rescale(s.scale);
     if (t.qtyOff >= 0 && s.qscale > t.qscale) t.rescaleQty(s.qscale);
     this.reserve(t.size + s.n);
-    if (this.touched.length < this.nTouched + s.n) {
-      const bigger = new Int32Array(Math.max(this.touched.length * 2, this.nTouched + s.n));
-      bigger.set(this.touched.subarray(0, this.nTouched));
-      this.touched = bigger;
-    }
+    const fast = assign ? this.fastAssign() : undefined;
     const w = s.width;
     const { hashes, acc: sacc, keyEnds, keyBytes } = s;
     const scale = t.scale;
@@ -123,38 +134,69 @@ export class StreamState {
     const qtyOff = t.qtyOff;
     const dateOff = t.dateOff;
     const tw = t.width;
-    const mark = this.mark;
-    const epoch = this.epoch;
-    const touched = this.touched;
-    let nt = this.nTouched;
-    for (let i = 0; i < s.n; i++) {
-      const ks = i === 0 ? 0 : keyEnds[i - 1];
-      const o = i * w;
-      const id = t.find(hashes[i], sacc[o], keyBytes, ks, keyEnds[i]);
-      const acc = t.acc; // re-read: find may have grown it
-      const d = id * tw;
-      acc[d + COUNT] += sacc[o + COUNT];
-      const lo = sacc[o + SUM];
-      const hi = sacc[o + SUM + 1];
-      if (hi === 0 && s.scale === scale) {
-        // the common case, inline: one add, carried only when the low limb passes 2^51
-        const v = acc[d + SUM] + lo;
-        if (v > LIMB_MAX || v < -LIMB_MAX) addExact(acc, d + SUM, lo);
-        else acc[d + SUM] = v;
-      } else addLimbs(acc, d + SUM, lo, hi, s.scale, scale);
-      if (qtyOff >= 0) addLimbs(acc, d + qtyOff, sacc[o + qtyOff], sacc[o + qtyOff + 1], s.qscale, qscale);
-      if (dateOff >= 0) {
-        const a = sacc[o + dateOff];
-        const b = sacc[o + dateOff + 1];
-        if (a < acc[d + dateOff]) acc[d + dateOff] = a;
-        if (b > acc[d + dateOff + 1]) acc[d + dateOff + 1] = b;
+    const labels = this.labels;
+    let sink = 0;
+    for (let b0 = 0; b0 < s.n; b0 += FOLD_BLOCK) {
+      const b1 = Math.min(s.n, b0 + FOLD_BLOCK);
+      // touch: the first slot of each key, then the row and label it points to
+      const slots = t.slots;
+      const mask = t.mask;
+      for (let i = b0; i < b1; i++) sink += slots[2 * (hashes[i] & mask) + 1];
+      const tacc = t.acc;
+      for (let i = b0; i < b1; i++) {
+        const v = slots[2 * (hashes[i] & mask) + 1];
+        if (v !== 0) sink += tacc[(v - 1) * tw] + labels[v - 1];
       }
-      if (mark[id] !== epoch) {
-        mark[id] = epoch;
-        touched[nt++] = id;
+      for (let i = b0; i < b1; i++) {
+        const ks = i === 0 ? 0 : keyEnds[i - 1];
+        const o = i * w;
+        const id = t.find(hashes[i], sacc[o], keyBytes, ks, keyEnds[i]);
+        const acc = t.acc; // re-read: find may have grown it
+        const d = id * tw;
+        acc[d + COUNT] += sacc[o + COUNT];
+        const lo = sacc[o + SUM];
+        const hi = sacc[o + SUM + 1];
+        if (hi === 0 && s.scale === scale) {
+          // the common case, inline: one add, carried only when the low limb passes 2^51
+          const v = acc[d + SUM] + lo;
+          if (v > LIMB_MAX || v < -LIMB_MAX) addExact(acc, d + SUM, lo);
+          else acc[d + SUM] = v;
+        } else addLimbs(acc, d + SUM, lo, hi, s.scale, scale);
+        if (qtyOff >= 0) addLimbs(acc, d + qtyOff, sacc[o + qtyOff], sacc[o + qtyOff + 1], s.qscale, qscale);
+        if (dateOff >= 0) {
+          const a = sacc[o + dateOff];
+          const b = sacc[o + dateOff + 1];
+          if (a < acc[d + dateOff]) acc[d + dateOff] = a;
+          if (b > acc[d + dateOff + 1]) acc[d + dateOff + 1] = b;
+        }
+        if (!assign) continue;
+        const to = fast ? fast(id) : this.nearest(id);
+        const from = labels[id];
+        if (to !== from) {
+          this.noteChange(id, from);
+          labels[id] = to;
+        }
       }
     }
-    this.nTouched = nt;
+    this.touchSink += sink;
+  }
+
+  /** Note the first change of `id` in this batch, with its cluster before the batch. */
+  private noteChange(id: number, from: number): void {
+    if (this.mark[id] === this.epoch) return;
+    this.mark[id] = this.epoch;
+    const n = this.nChanged;
+    if (n === this.changedIds.length) {
+      const ids = new Int32Array(n * 2);
+      ids.set(this.changedIds);
+      this.changedIds = ids;
+      const fr = new Int32Array(n * 2);
+      fr.set(this.changedFrom);
+      this.changedFrom = fr;
+    }
+    this.changedIds[n] = id;
+    this.changedFrom[n] = from;
+    this.nChanged = n + 1;
   }
 
   /** Fill `row` with the features of user `id`, in original units. */
@@ -186,29 +228,25 @@ export class StreamState {
   }
 
   /**
-   * Assign every user touched by this batch; a user whose segment changes (or who is new) gives a
-   * change line.
+   * Write the changes of this batch: each user whose segment differs from the one before the batch
+   * (or who is new).
    *
    * @param at The batch time (ISO).
    * @param lines Receives one JSON line per change.
    * @returns The changes.
    */
-  assignTouched(at: string, lines: LineWriter): number {
-    const { labels, touched } = this;
+  emitChanges(at: string, lines: LineWriter): number {
     const names = this.model.names;
     const quoted = names.map((n) => jsonBytes(n));
     const atBytes = jsonBytes(at).subarray(1);
     const none = jsonBytes(null);
-    const fast = this.fastAssign();
     let moves = 0;
-    for (let i = 0; i < this.nTouched; i++) {
-      const id = touched[i];
-      const to = fast ? fast(id) : this.nearest(id);
-      const from = labels[id];
-      if (to === from) continue;
-      labels[id] = to;
-      // a move between clusters of the same name is no change for the user
-      if (from >= 0 && names[from] === names[to]) continue;
+    for (let i = 0; i < this.nChanged; i++) {
+      const id = this.changedIds[i];
+      const from = this.changedFrom[i];
+      const to = this.labels[id];
+      // back where it was, or a move between clusters of the same name: no change for the user
+      if (to === from || (from >= 0 && names[from] === names[to])) continue;
       this.changeLine(lines, id, from >= 0 ? quoted[from] : none, quoted[to], atBytes);
       moves++;
     }

@@ -20,7 +20,7 @@ import { decodeSection } from '../partial.js';
 import type { ScanOutput } from '../scan.js';
 import type { ColumnOptions } from '../schema.js';
 import type { AggregateSummary, InputSummary } from '../types.js';
-import { CHECKPOINT, StateLock, packCheckpoint, readCheckpoint, removeStaleTemps, writeAtomic, type CheckpointMeta, type CursorSchema } from './checkpoint.js';
+import { CHECKPOINT, SnapshotBuffers, StateLock, packCheckpoint, readCheckpoint, removeStaleTemps, writeAtomic, type CheckpointMeta, type CursorSchema } from './checkpoint.js';
 import { planBatch, scanTask, type Cursor, type Piece } from './cursor.js';
 import { FollowSource } from './follow.js';
 import { WatchSource } from './watch.js';
@@ -119,6 +119,9 @@ class StreamRunner {
   private wake: (() => void) | undefined;
   private donePromise!: Promise<StreamSummary>;
   private checkpointing: Promise<void> | undefined;
+  private readonly snapshot = new SnapshotBuffers();
+  /** Change lines of a batch; reused (fresh memory is costly to touch, see SnapshotBuffers). */
+  private readonly lines = new LineWriter(1 << 16);
   private lastCheckpoint = performance.now();
   private dirty = false;
   private lastFit = performance.now();
@@ -237,8 +240,7 @@ class StreamRunner {
     table.qscale = Math.max(0, ...outs.map((x) => x.qscale));
     const placeholder: StreamModel = model ?? defaultModel();
     const state = new StreamState(table, placeholder, undefined, outs.some((x) => x.dateHasTime));
-    state.beginBatch();
-    for (const x of outs) state.fold(decodeSection(x.section));
+    for (const x of outs) state.fold(decodeSection(x.section), false);
     state.rows = outs.reduce((s, x) => s + x.rows, 0);
     state.rejected = summary.rows?.rejected ?? 0;
     state.emptyLines = summary.rows?.emptyLines ?? 0;
@@ -440,8 +442,10 @@ class StreamRunner {
       }
       this.account(c, out);
     }
-    const lines = new LineWriter(1 << 16);
-    const moves = state.assignTouched(at, lines);
+    const lines = this.lines;
+    lines.len = 0;
+    lines.count = 0;
+    const moves = state.emitChanges(at, lines);
     this.foldSafe = true;
     this.rejects.write(rejectLines.join(''));
     await this.changes.write(lines);
@@ -580,11 +584,11 @@ class StreamRunner {
       },
       dateHasTime: state.dateHasTime,
     };
-    const bytes = packCheckpoint(state, meta);
+    const packed = packCheckpoint(state, meta, this.snapshot);
     this.dirty = false;
     this.lastCheckpoint = performance.now();
     const run = (async () => {
-      await writeAtomic(path.join(this.o.state, CHECKPOINT), bytes);
+      await writeAtomic(path.join(this.o.state, CHECKPOINT), packed.parts);
       this.source?.checkpointed();
       this.checkpoints++;
     })();
