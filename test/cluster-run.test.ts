@@ -2,8 +2,9 @@
  * Cluster runs without faults, on a redis-server and an S3 stand-in of their own and three
  * `segflow worker` processes: the output is byte-identical to the local run with the same --shards
  * (input on a shared path with a folder store; input and store on S3), a committed run restarted
- * with its --run-id rebuilds the output from the store alone, and an input the workers cannot read
- * fails its task after 4 attempts with `file:range` in the error and no manifest.
+ * with its --run-id rebuilds the output from the store alone, `segment --cluster` gives the local
+ * segments, and an input the workers cannot read fails its task after 4 attempts with `file:range`
+ * in the error and no manifest.
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -12,8 +13,8 @@ import path from 'node:path';
 import { Redis } from 'ioredis';
 import { aggregate, generate } from '../lib/index.js';
 import { openStore } from '../lib/cluster/store.js';
-import { BUCKET, ClusterEnv, hasRedis, readDir, within, type Proc } from './helpers/cluster-env.js';
-import { checkCommitted, runDriver } from './helpers/cluster-checks.js';
+import { BUCKET, CLI, ClusterEnv, hasRedis, readDir, within, type Proc } from './helpers/cluster-env.js';
+import { checkCommitted, finish, runDriver } from './helpers/cluster-checks.js';
 
 const test = suite('cluster run');
 const env = new ClusterEnv('cluster-run');
@@ -91,11 +92,12 @@ test('input and store on S3: identical shards, rejects name the object', async (
   await checkCommitted(openStore(`s3://${BUCKET}/runs`), 'clean-s3', s.cluster.tasks.scan, SHARDS);
 });
 
-test('a committed run restarted with its --run-id rebuilds the output from the store', async () => {
+test('the CLI: a committed run restarted with its --run-id rebuilds the output from the store', async () => {
   const before = workers.map((w) => w.lines.length);
   const out = path.join(env.dir, 'out-again');
   const store = `file://${path.join(env.dir, 'store')}`;
-  const { summary } = await runDriver(env, 'd-again', { input, out, store, runId: 'clean-file', shards: SHARDS, rangeSize: 24 << 10 }, 30_000);
+  const cli = env.spawn('cli-again', process.execPath, [CLI, 'aggregate', input, '--out', out, '--cluster', env.redisUrl, '--store', store, '--run-id', 'clean-file', '--shards', String(SHARDS), '--json', '--quiet'], env.env);
+  const summary = await finish(cli, 30_000);
   assert.is((summary as { cluster: { resumed: boolean } }).cluster.resumed, true);
   const files = readDir(out);
   for (const [name, bytes] of data(local)) assert.ok(files.get(name)!.equals(bytes), `${name} is byte-identical`);
@@ -104,6 +106,19 @@ test('a committed run restarted with its --run-id rebuilds the output from the s
     [[], [], []],
     'no task ran again',
   );
+});
+
+test('the CLI: segment --cluster gives the local segments', async () => {
+  const out = path.join(env.dir, 'seg-cluster');
+  const args = (o: string): string[] => ['segment', input, '--out', o, '--shards', String(SHARDS), '--json', '--quiet'];
+  const cli = env.spawn('cli-segment', process.execPath, [CLI, ...args(out), '--cluster', env.redisUrl, '--store', `file://${path.join(env.dir, 'store')}`, '--range-size', '64KiB'], env.env);
+  const ref = env.spawn('cli-segment-local', process.execPath, [CLI, ...args(path.join(env.dir, 'seg-local')), '--workers', '2'], env.env);
+  const [s] = await Promise.all([finish(cli, 60_000), finish(ref, 60_000)]);
+  assert.ok((s as { cluster?: unknown }).cluster, 'ran on the cluster');
+  const mine = readDir(out);
+  const want = readDir(path.join(env.dir, 'seg-local'));
+  assert.equal([...mine.keys()], [...want.keys()]);
+  for (const [name, bytes] of want) if (name !== 'summary.json' && name !== 'report.html') assert.ok(mine.get(name)!.equals(bytes), `${name} is byte-identical`);
 });
 
 test('an input the workers cannot read fails after 4 attempts with file:range, and no manifest', async () => {

@@ -198,7 +198,10 @@ export async function runAggregateOnCluster(o: AggregateOptions & Partial<Cluste
     return { summary, output, pool, ownPool: !options.pool };
   } catch (err) {
     output.discard();
-    if (signal?.aborted) throw abortError();
+    // a run that did not fail for good can be resumed: say how
+    const resume = `; resume it with --run-id ${runId}`;
+    if (signal?.aborted) throw new SegflowError('ERR_ABORTED', `the job was aborted${resume}`, { runId });
+    if (err instanceof SegflowError && err.code === 'ERR_INTERNAL' && !err.details.runId) throw new SegflowError(err.code, err.message + resume, { ...err.details, runId });
     throw err;
   } finally {
     await Promise.allSettled([work?.close(), runs?.close(), flow?.close()]);
