@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { generate } from '../lib/generate.js';
 import { segment } from '../lib/segment.js';
+import { aggregate } from '../lib/aggregate.js';
 import { assignWithModel, type KMeansModel } from '../lib/kmeans-job.js';
 import { readModel } from '../lib/stream/model.js';
 import { exportState, parseRecluster, stream, type ChangeEvent } from '../lib/stream/index.js';
@@ -95,6 +96,25 @@ test('re-clustering on a share of new rows: renamed by spend, every user on its 
   // the exported model is a --from model: a new stream starts from it
   const again = await stream({ from: exp, state: at('from-export-state'), follow: live, workers: 2, start: 'end', once: true });
   assert.is((await again.done).users, sum.users);
+});
+
+test('JSON Lines with --batch-rows: many small batches, the same totals and rejects as aggregate', async () => {
+  const hist = at('hist.jsonl');
+  const live = at('live.jsonl');
+  const line = (u: number, a: string): string => JSON.stringify({ customer_id: `c${u}`, amount: a, note: 'x, "y"' }) + '\n';
+  fs.writeFileSync(hist, Array.from({ length: 1500 }, (_, i) => line((i * 7) % 200, `${(i % 97) + 1}.${String(i % 100).padStart(2, '0')}`)).join(''));
+  fs.writeFileSync(live, Array.from({ length: 1500 }, (_, i) => line((i * 11) % 260, `${(i % 89) + 2}.5`)).join('') + '{"customer_id": "bad", "amount": "abc"}\n');
+  const from = at('jsonl-seg');
+  await segment({ input: hist, out: from, workers: 2, noReport: true });
+  const h = await stream({ from, state: at('jsonl-state'), follow: live, workers: 2, batchRows: 200, once: true });
+  const s = await h.done;
+  assert.ok(s.batches >= 5, `${s.batches} batches`);
+  const ref = at('jsonl-ref');
+  await aggregate({ input: [hist, live], out: ref, workers: 2 });
+  const exp = at('jsonl-export');
+  await exportState({ state: at('jsonl-state'), out: exp, workers: 2 });
+  for (const n of fs.readdirSync(ref).filter((x) => x.startsWith('users-'))) assert.ok(fs.readFileSync(path.join(ref, n)).equals(fs.readFileSync(path.join(exp, n))), n);
+  assert.is(fs.readFileSync(path.join(exp, 'rejects.jsonl'), 'utf8'), fs.readFileSync(path.join(ref, 'rejects.jsonl'), 'utf8'));
 });
 
 test('model.json: flat centroids with k, a nested model, names from segment objects', () => {

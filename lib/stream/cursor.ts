@@ -226,7 +226,7 @@ export function planBatch(cursors: Cursor[], budget: number, workers: number): P
       continue;
     }
     const from = c.next;
-    const to = end - from > budget ? c.alignForward(from + budget, end) : end;
+    const to = end - from > budget ? c.alignForward(from + Math.max(1, Math.floor(budget)), end) : end;
     const parts = Math.max(1, Math.min(workers, Math.floor((to - from) / MIN_SPLIT)));
     for (let i = 0; i < parts; i++) {
       const s = from + Math.floor(((to - from) * i) / parts);

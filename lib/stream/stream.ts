@@ -332,7 +332,7 @@ class StreamRunner {
         let waiting = 0;
         for (const c of cursors) if (c.fd >= 0) waiting += Math.max(0, c.plannableEnd() - c.next);
         const now = performance.now();
-        const rowsBytes = s.batchRows > 0 ? s.batchRows * this.bytesPerRecord : Infinity;
+        const rowsBytes = s.batchRows > 0 ? Math.ceil(s.batchRows * this.bytesPerRecord) : Infinity;
         const due = !this.stopping && waiting > 0 && (now - lastCut >= s.batchMs || waiting >= maxBatch || waiting >= rowsBytes);
         const next = due ? this.scan(planBatch(cursors, Math.min(maxBatch, s.batchRows > 0 ? Math.max(rowsBytes, 4096) : maxBatch), workers)) : undefined;
         if (next) {
