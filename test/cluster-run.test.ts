@@ -10,6 +10,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import fs from 'node:fs';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { Redis } from 'ioredis';
 import { aggregate, generate } from '../lib/index.js';
 import { openStore } from '../lib/cluster/store.js';
@@ -76,20 +77,49 @@ test('input on a shared path, folder store: byte-identical to the local run', as
   assert.equal(await redis.keys('bull:segflow*:clean-file.*'), []);
 });
 
-test('input and store on S3: identical shards, rejects name the object', async () => {
+test('inputs and store on S3 (a prefix of two objects): identical output, rejects name the objects', async () => {
+  // the same rows in two files (each with the header): the same users; rejects per file
+  const lines = fs.readFileSync(input, 'utf8').split('\n');
+  const cut = 15_000;
+  const parts = [lines.slice(0, cut), [lines[0], ...lines.slice(cut)]].map((l, i) => {
+    const f = path.join(env.dir, `part-${'ab'[i]}.csv`);
+    fs.writeFileSync(f, l.join('\n') + (i === 0 ? '\n' : ''));
+    return f;
+  });
+  await aggregate({ input: parts, out: path.join(env.dir, 'local-parts'), shards: SHARDS, workers: 2 });
+  const localParts = readDir(path.join(env.dir, 'local-parts'));
   const bucket = openStore(`s3://${BUCKET}`);
-  await bucket.put('inputs/sales.csv', fs.readFileSync(input));
+  for (const f of parts) await bucket.put(`inputs/parts/${path.basename(f)}`, fs.readFileSync(f));
   const out = path.join(env.dir, 'out-s3');
-  const url = `s3://${BUCKET}/inputs/sales.csv`;
-  const { summary } = await runDriver(env, 'd-s3', { input: url, out, store: `s3://${BUCKET}/runs`, runId: 'clean-s3', shards: SHARDS, rangeSize: 24 << 10 }, 60_000);
+  const { summary } = await runDriver(env, 'd-s3', { input: `s3://${BUCKET}/inputs/parts/`, out, store: `s3://${BUCKET}/runs`, runId: 'clean-s3', shards: SHARDS, rangeSize: 24 << 10 }, 60_000);
   const files = readDir(out);
-  for (const [name, bytes] of data(local)) {
-    const want = name === 'rejects.jsonl' ? Buffer.from(bytes.toString('utf8').split(JSON.stringify(input)).join(JSON.stringify(url))) : bytes;
-    assert.ok(files.get(name)!.equals(want), `${name} is byte-identical`);
-  }
+  for (const [name, bytes] of data(local)) if (name !== 'rejects.jsonl') assert.ok(files.get(name)!.equals(bytes), `${name} is byte-identical to the one-file run`);
+  let rejects = localParts.get('rejects.jsonl')!.toString('utf8');
+  for (const f of parts) rejects = rejects.split(JSON.stringify(f)).join(JSON.stringify(`s3://${BUCKET}/inputs/parts/${path.basename(f)}`));
+  assert.is(files.get('rejects.jsonl')!.toString('utf8'), rejects);
   assert.equal(fields(summary), fields(localSummary));
   const s = summary as { cluster: { tasks: { scan: number } } };
   await checkCommitted(openStore(`s3://${BUCKET}/runs`), 'clean-s3', s.cluster.tasks.scan, SHARDS);
+});
+
+test('quoted fields across lines (read again whole), gzip and JSON Lines: identical to local', async () => {
+  const quoted = path.join(env.dir, 'quoted.csv');
+  let text = 'user_id,note,amount\n';
+  for (let i = 0; i < 3000; i++) text += i % 97 === 5 ? `u${i % 300},"two\nlines, and ""quotes""",${i % 50}.25\n` : `u${i % 300},plain,${i % 50}.25\n`;
+  fs.writeFileSync(quoted, text);
+  const jsonl = path.join(env.dir, 'more.jsonl.gz');
+  let j = '';
+  for (let i = 0; i < 2000; i++) j += JSON.stringify({ user_id: `u${i % 400}`, amount: (i % 70) + 0.5 }) + '\n';
+  fs.writeFileSync(jsonl, zlib.gzipSync(j));
+  const inputs = [quoted, jsonl];
+  const ref = await aggregate({ input: inputs, out: path.join(env.dir, 'local-mixed'), shards: SHARDS, workers: 2, rangeSize: 4096 });
+  const out = path.join(env.dir, 'out-mixed');
+  const { summary } = await runDriver(env, 'd-mixed', { input: inputs, out, store: `file://${path.join(env.dir, 'store')}`, runId: 'mixed', shards: SHARDS, rangeSize: 4096 }, 60_000);
+  const want = readDir(path.join(env.dir, 'local-mixed'));
+  const files = readDir(out);
+  for (const [name, bytes] of data(want)) assert.ok(files.get(name)!.equals(bytes), `${name} is byte-identical`);
+  assert.equal((summary as { warnings: string[] }).warnings, ref.warnings);
+  assert.match(ref.warnings.join('\n'), /read again in one range/);
 });
 
 test('the CLI: a committed run restarted with its --run-id rebuilds the output from the store', async () => {

@@ -8,6 +8,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import fs from 'node:fs';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { generate } from '../lib/index.js';
 import { readSchema } from '../lib/schema.js';
 import { planRanges } from '../lib/split.js';
@@ -128,6 +129,22 @@ test('a byte range of an s3:// object scans as the same range of the file', asyn
     }
   }
   assert.equal(fs.readdirSync(path.join(env.dir, 'ranges')), [], 'range files are removed');
+});
+
+test('a gzip object is one range, fetched whole', async () => {
+  const file = path.join(env.dir, 'sales.csv.gz');
+  fs.writeFileSync(file, zlib.gzipSync(fs.readFileSync(salesFile('plain.csv', 1500))));
+  await openStore(`s3://${BUCKET}`).put('inputs/sales.csv.gz', fs.readFileSync(file));
+  const schema = readSchema(file, {});
+  const [input] = await resolveClusterInputs(`s3://${BUCKET}/inputs/sales.csv.gz`);
+  assert.equal({ ...(await readClusterSchema(input, {})), file: schema.file }, schema);
+  const [r] = planRanges([schema], 1000);
+  const local = await scanRange(scanTask(file, r, schema));
+  const viaS3 = await scanObjectRange(scanTask(input.source, r, schema), input.size!, path.join(env.dir, 'ranges'), scanRange);
+  const { sections: a, ...ma } = local;
+  const { sections: b, ...mb } = viaS3;
+  assert.equal(mb, ma);
+  assert.equal(sectionsOf({ sections: b } as ScanOutput), sectionsOf({ sections: a } as ScanOutput));
 });
 
 test('inputs: an s3:// prefix names its data files', async () => {
