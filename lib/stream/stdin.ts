@@ -40,8 +40,9 @@ export class StdinSource implements Source {
   private newlines = 0;
   private inputEnded = false;
   private failure: Error | undefined;
-  /** Files to delete once the next checkpoint is on disk. */
+  /** Files read to their end; those of the last record() are deleted once its checkpoint is on disk. */
   private obsolete: string[] = [];
+  private deletable: string[] = [];
   /** Rejects found while recovering (a line cut by a crash). */
   private recovered: FileReject[] = [];
   private lastCreated = '';
@@ -254,12 +255,15 @@ export class StdinSource implements Source {
   }
 
   record(): SourceRecord {
+    // only files retired before this snapshot: a later one may still be in the checkpoint written
+    this.deletable.push(...this.obsolete);
+    this.obsolete = [];
     return { kind: 'stdin', target: '', cursors: this.list.map((c) => c.record()), spoolLast: this.lastCreated };
   }
 
   checkpointed(): void {
-    for (const p of this.obsolete) fs.rmSync(p, { force: true });
-    this.obsolete = [];
+    for (const p of this.deletable) fs.rmSync(p, { force: true });
+    this.deletable = [];
   }
 
   ended(): boolean {
