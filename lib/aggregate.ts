@@ -15,6 +15,7 @@ import { MiB, defaultRangeSize, planRanges, queueOrder, type Range } from './spl
 import type { RangeReject, ScanOutput, ScanTask } from './scan.js';
 import type { MergeOutput, MergeTask, SegmentRef } from './merge.js';
 import { parseFaults } from './faults.js';
+import { releaseShared } from './util/gc.js';
 import { F_DATE, F_QTY } from './table.js';
 import { formatScaled } from './util/exact.js';
 import { OutputDir } from './output.js';
@@ -48,14 +49,21 @@ export interface MemoryPlan {
   workerHeapMb: number;
 }
 
+/** Memory the runtime takes whatever the data: Node and its heap, and per worker an isolate and its read buffer. */
+export function runtimeBytes(workers: number): number {
+  return 64 * MiB + 40 * MiB * workers;
+}
+
 /**
- * Divide the budget: half for sections held between the stages, half for the tables of the
- * `workers` tasks that run at once. Peak RSS is then about the budget plus the runtime's own
- * ~100 MB (Node and one isolate per worker).
+ * Divide the budget: first the runtime's own share ({@link runtimeBytes}, when the budget is at
+ * least twice that), then half of the rest for sections held between the stages and half for the
+ * tables of the `workers` tasks that run at once. Peak RSS then stays near the budget.
  */
 export function planMemory(memory: number, workers: number): MemoryPlan {
-  const hold = Math.floor(memory / 2);
-  const task = Math.max(1, Math.floor(memory / 2 / workers));
+  const runtime = runtimeBytes(workers);
+  const data = memory >= 2 * runtime ? memory - runtime : memory / 2;
+  const hold = Math.floor(data / 2);
+  const task = Math.max(1, Math.floor(data / 2 / workers));
   return {
     hold,
     task,
@@ -423,6 +431,8 @@ class SpillStore {
   held = 0;
   spilledSections = 0;
   spilledBytes = 0;
+  /** Bytes of shared sections dropped since the last GC. */
+  private dropped = 0;
   private readonly files = new Map<ScanOutput, { path: string; offsets: number[]; lengths: number[] }>();
   private n = 0;
   constructor(
@@ -460,6 +470,15 @@ class SpillStore {
     this.spilledBytes += bytes;
     this.files.set(out, { path: file, offsets, lengths });
     out.sections = [];
+    this.dropped += bytes;
+    this.collect();
+  }
+
+  /** Free dropped shared sections once a quarter of the budget (at least 16 MiB) is waiting. */
+  private collect(force = false): void {
+    if (this.dropped === 0 || (!force && this.dropped < Math.max(16 * MiB, this.budget / 4))) return;
+    releaseShared();
+    this.dropped = 0;
   }
 
   release(out: ScanOutput): void {
@@ -467,7 +486,12 @@ class SpillStore {
     if (f) {
       fs.rmSync(f.path, { force: true });
       this.files.delete(out);
-    } else this.held -= out.sections.reduce((s, b) => s + b.byteLength, 0);
+    } else {
+      const bytes = out.sections.reduce((s, b) => s + b.byteLength, 0);
+      this.held -= bytes;
+      this.dropped += bytes;
+      out.sections = [];
+    }
   }
 
   ref(out: ScanOutput, p: number): SegmentRef {
@@ -481,8 +505,10 @@ class SpillStore {
     for (const out of outs) {
       if (this.files.has(out) || !out.sections[p]) continue;
       this.held -= out.sections[p].byteLength;
+      this.dropped += out.sections[p].byteLength;
       out.sections[p] = EMPTY;
     }
+    this.collect();
   }
 
   clear(): void {

@@ -12,6 +12,7 @@
  */
 import fs from 'node:fs';
 import { resourceLimits } from 'node:worker_threads';
+import { beforeTask } from './util/gc.js';
 
 type Kind = 'crash' | 'throw' | 'hang' | 'oom';
 
@@ -70,6 +71,9 @@ function exhaustHeap(): never {
  * `attempt` is 1-based.
  */
 export async function injectFault(stage: string, taskIndex: number, attempt: number): Promise<void> {
+  // every scan and merge task calls this first: the place to let go of the shared sections the
+  // worker's previous task made or read (see util/gc.ts)
+  beforeTask();
   const rules = parseFaults(process.env.SEGFLOW_FAULTS);
   const seed = process.env.SEGFLOW_FAULTS_SEED ?? '1';
   for (const r of rules) {

@@ -16,10 +16,15 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { KeyTable, COUNT, NUM, SUM } from './table.js';
+import { KeyTable, COUNT, SUM } from './table.js';
 import { decodeSection, type Section } from './partial.js';
+import { csvField, shardHeader, sortedIds } from './shard.js';
 import { LIMB_MAX, POW10, addBig, addExact, formatScaled, limbsToBig } from './util/exact.js';
 import { formatDate } from './util/bytes.js';
+import { heldShared } from './util/gc.js';
+
+// the shard format lives in shard.ts; these names stay importable from here
+export { csvField, formatShard, shardHeader, sortedIds } from './shard.js';
 
 /** Where a section lives: shared memory, or a byte range of a spill file. */
 export type SegmentRef = { shared: SharedArrayBuffer } | { path: string; offset: number; length: number };
@@ -61,12 +66,13 @@ export interface MergeOutput {
 }
 
 /**
- * Table bytes per section byte in the worst case: a section row costs about 47 bytes (hash, four
- * float64 accumulators, key end, a 7-byte key); in a table the same key costs up to ~210 (slots at
- * 25-50% load, rows and arena with doubling headroom, the old arrays while they grow, and the sort's
- * 12 bytes). Keys seen in several sections count once in the table, so this over-estimates there.
+ * Peak merge bytes per section byte. A section row costs ~54 bytes per key (hash, four float64
+ * accumulators, key end, a 7-9 byte key); the table holds the same key in ~64 bytes when full and
+ * up to twice that just after it doubles, plus the old arrays while they are copied, plus the
+ * radix sort's 14 bytes a key: ~3.3x at worst (measured 1.4x at 84% load on 220K keys of generated
+ * data). Keys seen in several sections count once in the table, so real data needs less.
  */
-export const MERGE_EXPANSION = 5;
+export const MERGE_EXPANSION = 4;
 
 /** The byte length of a segment. */
 export function segmentBytes(ref: SegmentRef): number {
@@ -153,50 +159,106 @@ export function mergeSections(sections: Iterable<Section>, flags: number, scale:
   return t;
 }
 
-/** Ids of a table in byte order of their keys. */
-export function sortedIds(t: KeyTable): Uint32Array {
-  const n = t.size;
-  const { keyEnds, arena } = t;
-  // the first 6 bytes as a number decide most comparisons without touching the arena again
-  const pre = new Float64Array(n);
-  for (let id = 0; id < n; id++) {
-    const s = id === 0 ? 0 : keyEnds[id - 1];
-    const e = keyEnds[id];
-    let v = 0;
-    for (let k = 0; k < 6; k++) v = v * 256 + (s + k < e ? arena[s + k] + 1 : 0);
-    pre[id] = v;
+const CHUNK = 1 << 20;
+
+/** Buffered writes to a file: rows are formatted straight into a reused chunk, never into strings. */
+class ChunkWriter {
+  buf = Buffer.allocUnsafe(CHUNK);
+  pos = 0;
+  /** Bytes flushed so far. */
+  private flushed = 0;
+  private readonly fd: number;
+  constructor(file: string) {
+    this.fd = fs.openSync(file, 'w');
   }
-  const ids = new Uint32Array(n);
-  for (let i = 0; i < n; i++) ids[i] = i;
-  ids.sort((a, b) => {
-    const d = pre[a] - pre[b];
-    if (d !== 0) return d;
-    const as = a === 0 ? 0 : keyEnds[a - 1];
-    const ae = keyEnds[a];
-    const bs = b === 0 ? 0 : keyEnds[b - 1];
-    const be = keyEnds[b];
-    const len = Math.min(ae - as, be - bs);
-    for (let k = 6; k < len; k++) {
-      const x = arena[as + k] - arena[bs + k];
-      if (x !== 0) return x;
-    }
-    return ae - as - (be - bs);
-  });
-  return ids;
+
+  /** Bytes written so far (flushed or not). */
+  get bytes(): number {
+    return this.flushed + this.pos;
+  }
+
+  /** Make room for `n` more contiguous bytes (flushing first when the chunk is short of them). */
+  ensure(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    this.flush();
+    if (n > this.buf.length) this.buf = Buffer.allocUnsafe(n);
+  }
+
+  text(s: string): void {
+    this.ensure(s.length * 3);
+    this.pos += this.buf.write(s, this.pos);
+  }
+
+  bytesOf(b: Uint8Array): void {
+    this.ensure(b.length);
+    this.buf.set(b, this.pos);
+    this.pos += b.length;
+  }
+
+  flush(): void {
+    let off = 0;
+    while (off < this.pos) off += fs.writeSync(this.fd, this.buf, off, this.pos - off);
+    this.flushed += this.pos;
+    this.pos = 0;
+  }
+
+  close(): void {
+    this.flush();
+    fs.closeSync(this.fd);
+  }
 }
 
-/** The header of a users shard. */
-export function shardHeader(flags: number): string {
-  let h = 'user_id,purchases,total';
-  if (flags & 1) h += ',quantity';
-  if (flags & 2) h += ',first_date,last_date';
-  return h + '\n';
+const TWO53 = 2 ** 53;
+
+/** Write a non-negative integer below 2^53 at buf[p]; returns the position after it. */
+function putUint(buf: Buffer, p: number, v: number): number {
+  if (v < 10) {
+    buf[p] = 48 + v;
+    return p + 1;
+  }
+  let len = 0;
+  for (let x = v; x >= 1; x = Math.floor(x / 10)) len++;
+  const end = p + len;
+  let q = end;
+  while (v >= 1) {
+    const d = Math.floor(v / 10);
+    buf[--q] = 48 + (v - d * 10);
+    v = d;
+  }
+  return end;
 }
 
-/** The text of a key as a CSV field (quoted when it holds a comma, quote or line break). */
-export function csvField(s: string): string {
-  return /[",\r\n]/.test(s) || s !== s.trim() ? `"${s.replace(/"/g, '""')}"` : s;
+/** Write an integer |v| < 2^53 as a decimal with `scale` places (as formatScaled prints it). */
+function putScaled(buf: Buffer, p: number, v: number, scale: number): number {
+  if (v < 0) {
+    buf[p++] = 45;
+    v = -v;
+  }
+  if (scale === 0) return putUint(buf, p, v);
+  let len = 0;
+  for (let x = v; x >= 1; x = Math.floor(x / 10)) len++;
+  if (len <= scale) len = scale + 1; // at least one digit before the point
+  const end = p + len + 1;
+  let q = end;
+  for (let k = 0; k < len; k++) {
+    if (k === scale) buf[--q] = 46;
+    const d = Math.floor(v / 10);
+    buf[--q] = 48 + (v - d * 10);
+    v = d;
+  }
+  return end;
 }
+
+/** Write limbs (lo, hi) as a decimal with `scale` places. */
+function putLimbs(buf: Buffer, p: number, lo: number, hi: number, scale: number): number {
+  if (hi === 0 && lo < TWO53 && lo > -TWO53) return putScaled(buf, p, lo, scale);
+  return p + buf.write(formatScaled(limbsToBig(lo, hi), scale), p, 'latin1');
+}
+
+/** A key byte that csvField would quote for: `,` `"` CR LF anywhere. */
+const needsQuote = (c: number): boolean => c === 44 || c === 34 || c === 10 || c === 13;
+/** An edge byte that may be whitespace to String.prototype.trim: ASCII blanks, or any non-ASCII. */
+const edgeUnsure = (c: number): boolean => c <= 32 || c >= 0x80;
 
 /** Exact totals of the rows written. */
 interface Totals {
@@ -205,133 +267,68 @@ interface Totals {
   quantity: bigint;
 }
 
-const TWO52 = 2 ** 52;
-
 /**
- * Format every row of a table in key order and hand each to `emit` with its key bytes. Sums are
- * added as float64 while that is exact and carried into a BigInt before it could stop being so.
+ * Format every row of a table in key order straight into `out` (bytes identical to formatShard's):
+ * as plain shard rows, or with `runs` as run records (u32 key length, u32 row length, key, row).
+ * Totals are summed exactly in limbs.
  */
-function formatRows(t: KeyTable, dateHasTime: boolean, emit: (key: Uint8Array, line: string) => void): Totals {
+function formatRows(t: KeyTable, dateHasTime: boolean, out: ChunkWriter, runs: boolean): Totals {
   const ids = sortedIds(t);
   const { acc, keyEnds, arena } = t;
   const w = t.width;
-  let total = 0n;
-  let totalSmall = 0; // |totalSmall| <= 2^52 before each add of |lo| <= 2^51: exact
-  let quantity = 0n;
-  let qtySmall = 0;
+  const totals = new Float64Array(4); // total lo, hi; quantity lo, hi
   let rows = 0;
   const dec = new TextDecoder();
+  // the longest a row can print besides its key: count, two sums (BigInt text at worst), two dates
+  const fixed = 8 + 2 + 5 * 64 + 2 * (t.scale + t.qscale);
   for (let i = 0; i < ids.length; i++) {
     const id = ids[i];
     const o = id * w;
     const s = id === 0 ? 0 : keyEnds[id - 1];
-    const keyBytes = arena.subarray(s, keyEnds[id]);
-    const num = acc[o + NUM];
-    // a plain decimal key without a leading zero prints as its number, and needs no quoting
-    const field = num >= 0 ? String(num) : csvField(dec.decode(keyBytes));
+    const e = keyEnds[id];
+    // one contiguous reservation per row: a run record's header is filled in after its row
+    out.ensure(fixed + 3 * (e - s));
+    const buf = out.buf;
+    const start = out.pos;
+    let p = runs ? start + 8 : start;
+    if (runs) {
+      buf.set(arena.subarray(s, e), p);
+      p += e - s;
+    }
+    const rowStart = p;
+    let plain = e > s && !edgeUnsure(arena[s]) && !edgeUnsure(arena[e - 1]);
+    for (let k = s; plain && k < e; k++) if (needsQuote(arena[k])) plain = false;
+    if (plain) {
+      buf.set(arena.subarray(s, e), p);
+      p += e - s;
+    } else p += buf.write(csvField(dec.decode(arena.subarray(s, e))), p);
+    buf[p++] = 44;
     const count = acc[o + COUNT];
     rows += count;
+    p = putUint(buf, p, count);
+    buf[p++] = 44;
     const lo = acc[o + SUM];
     const hi = acc[o + SUM + 1];
-    let sum: number | bigint;
-    if (hi === 0) {
-      sum = lo;
-      totalSmall += lo;
-      if (totalSmall > TWO52 || totalSmall < -TWO52) {
-        total += BigInt(totalSmall);
-        totalSmall = 0;
-      }
-    } else {
-      sum = limbsToBig(lo, hi);
-      total += sum;
-    }
-    let line = `${field},${count},${formatScaled(sum, t.scale)}`;
+    p = putLimbs(buf, p, lo, hi, t.scale);
+    addExact(totals, 0, lo);
+    totals[1] += hi;
     if (t.qtyOff >= 0) {
-      const qlo = acc[o + t.qtyOff];
-      const qhi = acc[o + t.qtyOff + 1];
-      let q: number | bigint;
-      if (qhi === 0) {
-        q = qlo;
-        qtySmall += qlo;
-        if (qtySmall > TWO52 || qtySmall < -TWO52) {
-          quantity += BigInt(qtySmall);
-          qtySmall = 0;
-        }
-      } else {
-        q = limbsToBig(qlo, qhi);
-        quantity += q;
-      }
-      line += ',' + formatScaled(q, t.qscale);
+      const ql = acc[o + t.qtyOff];
+      const qh = acc[o + t.qtyOff + 1];
+      buf[p++] = 44;
+      p = putLimbs(buf, p, ql, qh, t.qscale);
+      addExact(totals, 2, ql);
+      totals[3] += qh;
     }
-    if (t.dateOff >= 0) line += `,${formatDate(acc[o + t.dateOff], dateHasTime)},${formatDate(acc[o + t.dateOff + 1], dateHasTime)}`;
-    emit(keyBytes, line + '\n');
+    if (t.dateOff >= 0) p += buf.write(`,${formatDate(acc[o + t.dateOff], dateHasTime)},${formatDate(acc[o + t.dateOff + 1], dateHasTime)}`, p, 'latin1');
+    buf[p++] = 10;
+    if (runs) {
+      buf.writeUInt32LE(e - s, start);
+      buf.writeUInt32LE(p - rowStart, start + 4);
+    }
+    out.pos = p;
   }
-  return { rows, total: total + BigInt(totalSmall), quantity: quantity + BigInt(qtySmall) };
-}
-
-/** Format a merged table as a users shard (sorted), and its exact totals. */
-export function formatShard(t: KeyTable, dateHasTime: boolean): { text: Buffer; total: bigint; quantity: bigint; rows: number } {
-  const parts: string[] = [shardHeader(t.flags)];
-  const { rows, total, quantity } = formatRows(t, dateHasTime, (_k, line) => parts.push(line));
-  return { text: Buffer.from(parts.join('')), total, quantity, rows };
-}
-
-const CHUNK = 1 << 20;
-
-/** Buffered writes to a file: rows go straight into a reused chunk, never one big string. */
-class ChunkWriter {
-  private buf = Buffer.allocUnsafe(CHUNK);
-  private pos = 0;
-  /** Bytes written so far (flushed or not). */
-  bytes = 0;
-  private readonly fd: number;
-  constructor(file: string) {
-    this.fd = fs.openSync(file, 'w');
-  }
-
-  /** Make room for `n` more bytes. */
-  private room(n: number): void {
-    if (this.pos + n <= this.buf.length) return;
-    this.flush();
-    if (n > this.buf.length) this.buf = Buffer.allocUnsafe(n);
-  }
-
-  text(s: string): void {
-    this.room(s.length * 3);
-    const n = this.buf.write(s, this.pos);
-    this.pos += n;
-    this.bytes += n;
-  }
-
-  bytesOf(b: Uint8Array): void {
-    this.room(b.length);
-    this.buf.set(b, this.pos);
-    this.pos += b.length;
-    this.bytes += b.length;
-  }
-
-  /** A run record: u32 key length, u32 line length, key bytes, line bytes. */
-  record(key: Uint8Array, line: string): void {
-    this.room(8 + key.length + line.length * 3);
-    const at = this.pos;
-    this.buf.set(key, at + 8);
-    const n = this.buf.write(line, at + 8 + key.length);
-    this.buf.writeUInt32LE(key.length, at);
-    this.buf.writeUInt32LE(n, at + 4);
-    this.pos += 8 + key.length + n;
-    this.bytes += 8 + key.length + n;
-  }
-
-  flush(): void {
-    let off = 0;
-    while (off < this.pos) off += fs.writeSync(this.fd, this.buf, off, this.pos - off);
-    this.pos = 0;
-  }
-
-  close(): void {
-    this.flush();
-    fs.closeSync(this.fd);
-  }
+  return { rows, total: limbsToBig(totals[0], totals[1]), quantity: limbsToBig(totals[2], totals[3]) };
 }
 
 /** Reads the records of one sorted run file in order, through one buffer. */
@@ -441,6 +438,7 @@ export function subPartitionsFor(inputBytes: number, memory: number | undefined)
 
 /** Run one merge task: fold, sort, write the shard (through sorted runs when memory is tight). */
 export function mergePartition(task: MergeTask): MergeOutput {
+  heldShared(); // this task's sections outlive many minor GCs: the worker's next task collects fully
   const inputBytes = task.segments.reduce((s, r) => s + segmentBytes(r), 0);
   const subs = subPartitionsFor(inputBytes, task.memory);
   const scratch = task.scratchDir ?? path.dirname(task.outFile);
@@ -461,7 +459,7 @@ export function mergePartition(task: MergeTask): MergeOutput {
     if (subs === 1) {
       const t = mergeSections(eachSection(task.segments), task.flags, task.scale, task.qscale);
       users = t.size;
-      add(formatRows(t, task.dateHasTime, (_k, line) => out.text(line)));
+      add(formatRows(t, task.dateHasTime, out, false));
     } else {
       for (let sub = 0; sub < subs; sub++) {
         const only = { partition: task.partition, partitions: task.partitions, subs, sub };
@@ -471,7 +469,7 @@ export function mergePartition(task: MergeTask): MergeOutput {
         runs.push(file);
         const run = new ChunkWriter(file);
         try {
-          add(formatRows(t, task.dateHasTime, (key, line) => run.record(key, line)));
+          add(formatRows(t, task.dateHasTime, run, true));
         } finally {
           run.close();
         }

@@ -14,6 +14,7 @@ import { getMaxListeners, setMaxListeners } from 'node:events';
 import { SHARE_ENV } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { SegflowError, fromFailure, type TaskResult } from './errors.js';
+import { exposeGc } from './util/gc.js';
 
 /** The task modules, by name. Paths are relative to this compiled file (dist/lib/pool.js). */
 const TASK_FILES = {
@@ -88,6 +89,8 @@ export class SegflowPool {
     this.workers = workers;
     this.attempts = attempts;
     this.taskTimeoutMs = options.taskTimeoutMs ?? envTimeout();
+    // workers free the shared sections of their last task with a GC (see util/gc.ts)
+    exposeGc();
     this.#piscina = new Piscina({
       filename: TASK_FILES.scan,
       minThreads: workers,

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { aggregate, generate, SegflowPool } from '../lib/index.js';
-import { planMemory } from '../lib/aggregate.js';
+import { planMemory, runtimeBytes } from '../lib/aggregate.js';
 import { mergePartition, subPartitionOf, subPartitionsFor, type MergeTask } from '../lib/merge.js';
 import { partitionOf } from '../lib/table.js';
 import { scanRange, type ScanOutput } from '../lib/scan.js';
@@ -57,19 +57,23 @@ test('a tiny --memory spills, merges in sub-partitions, and gives the same bytes
 test('the default range size shrinks to fit the budget', async () => {
   const out = path.join(tmp, 'auto');
   const s = await aggregate({ input, out, pool, memory: 8 * 1024 * 1024 });
-  // 8 MiB / 2 / 2 workers = 2 MiB per task, a third of it per range, at least 1 MiB
+  // (8 MiB / 2) / 2 / 2 workers = 1 MiB per task, a third of it per range, at least 1 MiB
   assert.is(s.rangeSize, 1024 * 1024);
   assertSameOutput(out, path.join(tmp, 'ref'));
 });
 
-test('planMemory: half held, half for the running tasks', () => {
-  const GiB = 1024 ** 3;
-  const p = planMemory(GiB, 2);
-  assert.is(p.hold, GiB / 2);
-  assert.is(p.task, GiB / 4);
-  assert.is(p.maxRangeSize, Math.floor(GiB / 4 / 3));
+test("planMemory: the runtime's share, then half held and half for the running tasks", () => {
+  const MiB = 1024 ** 2;
+  const p = planMemory(1024 * MiB, 2);
+  const data = 1024 * MiB - runtimeBytes(2); // 1024 - (64 + 2 * 40) = 880 MiB
+  assert.is(data, 880 * MiB);
+  assert.is(p.hold, data / 2);
+  assert.is(p.task, data / 4);
+  assert.is(p.maxRangeSize, Math.floor(data / 4 / 3));
   assert.is(p.workerHeapMb, 256);
-  assert.is(planMemory(16 * GiB, 4).workerHeapMb, 2048);
+  assert.is(planMemory(16 * 1024 * MiB, 4).workerHeapMb, Math.ceil((16 * 1024 - 64 - 160) / 8));
+  // a budget under twice the runtime's share: half of it for data
+  assert.is(planMemory(100 * MiB, 2).hold, 25 * MiB);
 });
 
 test('sub-partitions split a partition by the hash bits below it', () => {
@@ -85,8 +89,10 @@ test('sub-partitions split a partition by the hash bits below it', () => {
   }
   assert.is(seen.size, P * S);
   assert.is(subPartitionsFor(1000, undefined), 1);
-  assert.is(subPartitionsFor(1000, 5000), 1);
-  assert.is(subPartitionsFor(1000, 4999), 2);
+  // MERGE_EXPANSION (4) bytes of memory per input byte for one pass
+  assert.is(subPartitionsFor(1000, 4000), 1);
+  assert.is(subPartitionsFor(1000, 3999), 2);
+  assert.is(subPartitionsFor(1000, 400), 10);
 });
 
 test('mergePartition with a small memory writes the same shard through sorted runs', async () => {
@@ -134,7 +140,7 @@ test('mergePartition with a small memory writes the same shard through sorted ru
     const bytes = outs.reduce((s, o) => s + o.sections[p].byteLength, 0);
     const runs = mergePartition({ ...base(p, `runs-${p}.csv`), memory: Math.ceil(bytes / 2), attempt: 2 });
     assert.is(one.subPartitions, 1);
-    assert.ok(runs.subPartitions >= 10, `${runs.subPartitions} sub-partitions`);
+    assert.ok(runs.subPartitions >= 8, `${runs.subPartitions} sub-partitions`);
     assert.equal({ ...runs, subPartitions: 1, bytes: 0 }, { ...one, bytes: 0 });
     assert.ok(fs.readFileSync(path.join(tmp, `runs-${p}.csv`)).equals(fs.readFileSync(path.join(tmp, `one-${p}.csv`))), `shard ${p}`);
   }
