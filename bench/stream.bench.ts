@@ -5,7 +5,8 @@
  *     records/s from the first batch until every row is in the state (the state load is not timed);
  *  2. latency from append to change event at the default batch (500 ms): the stream is caught up,
  *     one sale of a new user is appended at a random moment, the time until its change event
- *     arrives (a new user always gives one) is taken; `--latency` samples.
+ *     arrives (a new user always gives one) is taken; `--latency` samples; once on an idle
+ *     stream, once while other sales arrive at `--background` records/s.
  * Each throughput round is a tinybench task of one iteration on a fresh state; the figure is the
  * median over rounds.
  *
@@ -35,20 +36,21 @@ interface Args {
   workers: number;
   latency: number;
   batchMs: number;
+  background: number;
   json: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { users: 2_000_000, rows: 4_000_000, rounds: 3, workers: 2, latency: 20, batchMs: 500, json: false };
+  const a: Args = { users: 2_000_000, rows: 4_000_000, rounds: 3, workers: 2, latency: 20, batchMs: 500, background: 100_000, json: false };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     if (k === '--json') a.json = true;
-    else if (['--users', '--rows', '--rounds', '--workers', '--latency', '--batch-ms'].includes(k)) {
+    else if (['--users', '--rows', '--rounds', '--workers', '--latency', '--batch-ms', '--background'].includes(k)) {
       const v = Number(argv[++i]);
-      if (!Number.isInteger(v) || v < 1) throw new Error(`${k} needs a positive integer`);
-      const key = k === '--batch-ms' ? 'batchMs' : (k.slice(2) as 'users' | 'rows' | 'rounds' | 'workers' | 'latency');
+      if (!Number.isInteger(v) || v < 0 || (v === 0 && k !== '--background')) throw new Error(`${k} needs a positive integer`);
+      const key = k === '--batch-ms' ? 'batchMs' : (k.slice(2) as 'users' | 'rows' | 'rounds' | 'workers' | 'latency' | 'background');
       a[key] = v;
-    } else throw new Error(`unknown argument ${k}; use --users N --rows N --rounds R --workers W --latency N --batch-ms MS --json`);
+    } else throw new Error(`unknown argument ${k}; use --users N --rows N --rounds R --workers W --latency N --batch-ms MS --background N --json`);
   }
   return a;
 }
@@ -163,21 +165,52 @@ async function main(): Promise<void> {
     log(`throughput: ${args.rounds} rounds, ${args.workers} workers, ${(bytes / 1e6).toFixed(0)} MB followed file`);
     await bench.run();
 
-    // 2. latency: caught up on an empty followed file, one new user's sale at a time
-    fs.writeFileSync(follow, fs.readFileSync(sales).subarray(0, fs.readFileSync(sales).indexOf(10) + 1));
+    // 2. latency: caught up on an empty followed file, one new user's sale at a time; then the same
+    //    while other sales arrive at --background records/s (whole lines of the sales file)
+    const salesBytes = fs.readFileSync(sales);
+    let from0 = salesBytes.indexOf(10) + 1;
+    fs.writeFileSync(follow, salesBytes.subarray(0, from0));
     const arrived = new Map<string, number>();
     const h = await stream({ from, state: path.join(scratch, 'state-latency'), follow, pool, batchMs: args.batchMs, onChange: (e) => arrived.set(e.user_id, performance.now()) });
-    const latencies: number[] = [];
     const rng = new SeededRandom([7, 7]);
-    for (let i = 0; i < args.latency; i++) {
-      await new Promise((r) => setTimeout(r, rng.nextDouble() * args.batchMs));
-      const user = `L${i}`;
-      fs.appendFileSync(follow, `${user},P00000001,M,26-35,1,A,1,0,1,,,${1000 + i}\n`);
-      const t = performance.now();
-      await until(() => arrived.has(user), 10_000, `the change of ${user}`);
-      latencies.push(arrived.get(user)! - t);
+    let sample = 0;
+    const measure = async (): Promise<number[]> => {
+      const latencies: number[] = [];
+      for (let i = 0; i < args.latency; i++) {
+        await new Promise((r) => setTimeout(r, rng.nextDouble() * args.batchMs));
+        const user = `L${sample++}`;
+        fs.appendFileSync(follow, `${user},P00000001,M,26-35,1,A,1,0,1,,,${1000 + i}\n`);
+        const t = performance.now();
+        await until(() => arrived.has(user), 30_000, `the change of ${user}`);
+        latencies.push(arrived.get(user)! - t);
+      }
+      return latencies;
+    };
+    const idle = await measure();
+    let loaded: number[] = [];
+    let backgroundRate = 0;
+    if (args.background > 0) {
+      // every 20 ms, the sales of the last 20 ms at the background rate
+      const perTick = Math.max(1, Math.round(args.background / 50));
+      const bytesPerRow = salesBytes.length / args.rows;
+      const r0 = h.metrics().records;
+      const t0 = performance.now();
+      const timer = setInterval(() => {
+        let end = salesBytes.indexOf(10, Math.min(salesBytes.length - 1, from0 + Math.round(perTick * bytesPerRow)));
+        if (end < 0) end = salesBytes.length - 1;
+        fs.appendFileSync(follow, salesBytes.subarray(from0, end + 1));
+        from0 = end + 1 < salesBytes.length ? end + 1 : salesBytes.indexOf(10) + 1;
+      }, 20);
+      await new Promise((r) => setTimeout(r, 2000)); // settle
+      try {
+        loaded = await measure();
+      } finally {
+        clearInterval(timer);
+      }
+      backgroundRate = (h.metrics().records - r0) / ((performance.now() - t0) / 1000);
     }
     await h.stop();
+    const stats = (xs: number[]) => ({ samples: xs.length, medianMs: Math.round(median(xs)), p90Ms: Math.round(quantile(xs, 0.9)), maxMs: Math.round(Math.max(...xs)) });
 
     const result = {
       workers: args.workers,
@@ -186,16 +219,17 @@ async function main(): Promise<void> {
       bytes,
       throughput: { recordsPerSec: Math.round(median(rates)), rounds: rates.map(Math.round), recordsPerCpuSecond: Math.round(median(perCpu)), loadMs: Math.round(median(loads)) },
       loadAverage: os.loadavg()[0],
-      latency: { batchMs: args.batchMs, samples: latencies.length, medianMs: Math.round(median(latencies)), p90Ms: Math.round(quantile(latencies, 0.9)), maxMs: Math.round(Math.max(...latencies)) },
+      latency: { batchMs: args.batchMs, idle: stats(idle), ...(loaded.length ? { underLoad: { recordsPerSec: Math.round(backgroundRate), ...stats(loaded) } } : {}) },
     };
     if (args.json) process.stdout.write(JSON.stringify(result) + '\n');
     else {
       console.table([
         { measure: 'sustained records/s (median)', value: result.throughput.recordsPerSec.toLocaleString('en') },
         { measure: 'records per CPU-second, all threads (median)', value: result.throughput.recordsPerCpuSecond.toLocaleString('en') },
-        { measure: `append -> change event, median (batch ${args.batchMs} ms)`, value: `${result.latency.medianMs} ms` },
-        { measure: 'append -> change event, p90', value: `${result.latency.p90Ms} ms` },
-        { measure: 'append -> change event, max', value: `${result.latency.maxMs} ms` },
+        { measure: `append -> change event, idle: median / p90 / max (batch ${args.batchMs} ms)`, value: `${result.latency.idle.medianMs} / ${result.latency.idle.p90Ms} / ${result.latency.idle.maxMs} ms` },
+        ...(result.latency.underLoad
+          ? [{ measure: `append -> change event at ${result.latency.underLoad.recordsPerSec.toLocaleString('en')} records/s: median / p90 / max`, value: `${result.latency.underLoad.medianMs} / ${result.latency.underLoad.p90Ms} / ${result.latency.underLoad.maxMs} ms` }]
+          : []),
         { measure: 'state load (2M users, not timed above)', value: `${result.throughput.loadMs} ms` },
       ]);
     }
