@@ -1,7 +1,7 @@
 /**
- * Failover on a cluster of three `segflow worker` processes (one of them reaching Redis through a
- * relay whose link the test cuts), with short locks (2 s) and slowed tasks so that every fault hits
- * a task in hand:
+ * Failover on a cluster of three `segflow worker` processes, each in a network namespace with its
+ * own address where the machine allows it (root), else on the loopback with the third one reaching
+ * Redis through a relay; short locks (2 s) and slowed tasks, so that every fault hits a task in hand:
  *   - one run survives a SIGKILLed worker, a worker stopped with SIGSTOP past its lock, a worker
  *     whose link goes down for a few seconds, and a SIGKILLed driver restarted with the same
  *     --run-id: identical output, exactly one committed attempt per task, the scans finished before
@@ -15,7 +15,7 @@ import path from 'node:path';
 import { Redis } from 'ioredis';
 import { aggregate, generate } from '../lib/index.js';
 import { openStore } from '../lib/cluster/store.js';
-import { ClusterEnv, hasRedis, readDir, until, type Link, type Proc } from './helpers/cluster-env.js';
+import { ClusterEnv, NetNs, hasRedis, readDir, until, type Proc } from './helpers/cluster-env.js';
 import { checkCommitted, finish } from './helpers/cluster-checks.js';
 
 const test = suite('cluster failover');
@@ -27,9 +27,11 @@ let local: Map<string, Buffer>;
 let redis: Redis;
 let store = '';
 const w: Record<string, Proc> = {};
-let link: Link;
+let cut: (ms: number) => Promise<void>;
 
 test.before(async () => {
+  env.nets = NetNs.make(3);
+  console.log(env.nets.length ? `cluster failover: workers in network namespaces ${env.nets.map((n) => `${n.name} (${n.ip})`).join(', ')}` : 'cluster failover: no network namespaces here (needs root): workers on the loopback');
   await env.startRedis();
   await env.startS3();
   redis = new Redis(env.redisUrl, { maxRetriesPerRequest: null });
@@ -39,8 +41,16 @@ test.before(async () => {
   await aggregate({ input, out: path.join(env.dir, 'local'), shards: SHARDS, workers: 2 });
   local = readDir(path.join(env.dir, 'local'));
   store = `file://${path.join(env.dir, 'store')}`;
-  link = await env.link(env.redisPort);
-  [w.a, w.b, w.c] = await Promise.all([env.worker('wa', LOCK), env.worker('wb', LOCK), env.worker('wc', LOCK, `redis://127.0.0.1:${link.port}`)]);
+  if (env.nets.length === 3) {
+    // three machines of their own: each worker in a network namespace with its own address
+    [w.a, w.b, w.c] = await Promise.all(['wa', 'wb', 'wc'].map((n, i) => env.worker(n, LOCK, undefined, { ns: env.nets[i] })));
+    cut = (ms) => env.nets[2].cut(ms);
+  } else {
+    // on the loopback: the third worker reaches Redis through a relay whose link can be cut
+    const link = await env.link(env.redisPort);
+    [w.a, w.b, w.c] = await Promise.all([env.worker('wa', LOCK), env.worker('wb', LOCK), env.worker('wc', LOCK, `redis://127.0.0.1:${link.port}`)]);
+    cut = (ms) => link.cut(ms);
+  }
 });
 
 test.after(async () => {
@@ -76,15 +86,15 @@ test('a killed worker, a frozen worker, a cut link and a killed driver: same out
   // the faults, each on a worker with a task in hand
   await holding(w.a);
   await w.a.kill();
-  w.a2 = await env.worker('wa2', LOCK);
+  w.a2 = await env.worker('wa2', LOCK, undefined, { ns: env.nets[0] });
   await holding(w.b);
   w.b.signal('SIGSTOP');
   await holding(w.c);
-  const cut = link.cut(5_000);
+  const linkBack = cut(5_000);
   const d2 = env.driver('d2', options);
   await new Promise((r) => setTimeout(r, 5_000)); // past the 2 s lock and a stalled check
   w.b.signal('SIGCONT');
-  await cut;
+  await linkBack;
 
   const summary = (await finish(d2, 90_000)) as { cluster: { resumed: boolean; tasks: { scan: number }; stalls: number; retries: number } };
   sameAsLocal(out);

@@ -1,7 +1,8 @@
 /**
  * A cluster on one machine for the cluster tests: a redis-server of its own (free port,
  * append-only file in a temp folder), an S3 stand-in (s3rver, in this process), `segflow worker`
- * processes, drivers, and a TCP relay whose link can be cut. Every wait is bounded in time; every
+ * processes (each in a network namespace of its own where the machine allows it, else on the
+ * loopback), drivers, and links that can be cut (a namespace's veth, or a TCP relay). Every wait is bounded in time; every
  * process started here is killed by {@link ClusterEnv.close} (and on exit, should a test crash).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -169,6 +170,81 @@ export class Link {
   }
 }
 
+/** Network namespaces made by this process, removed on exit should a test crash. */
+const namespaces = new Set<string>();
+process.on('exit', () => {
+  for (const ns of namespaces) spawnSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+});
+
+const ip = (...args: string[]): boolean => spawnSync('ip', args, { stdio: 'ignore' }).status === 0;
+
+/**
+ * A machine of its own on this one: a network namespace joined to the host by a veth pair, with
+ * its own address. Its link can go down (`ip link set ... down`): packets are dropped, TCP
+ * retransmits, and the connections carry on when it is back. Needs root (CAP_NET_ADMIN).
+ */
+export class NetNs {
+  readonly name: string;
+  readonly hostIp: string;
+  readonly ip: string;
+  private readonly hostDev: string;
+
+  private constructor(index: number) {
+    const tag = `${process.pid % 100000}x${index}`;
+    this.name = `segflow-${tag}`;
+    this.hostDev = `sfh${tag}`; // at most 15 characters
+    // a /30 per namespace in a 10.x/16 chosen by pid (two test runs at once do not collide)
+    const net = 10 << 24 | ((100 + (process.pid % 150)) << 16) | (index * 4);
+    const addr = (n: number): string => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+    this.hostIp = addr(net + 1);
+    this.ip = addr(net + 2);
+  }
+
+  /** Namespaces 0..n-1, or none when this machine does not allow them (then: loopback). */
+  static make(n: number): NetNs[] {
+    if (spawnSync('ip', ['-V'], { stdio: 'ignore' }).status !== 0) return [];
+    const out: NetNs[] = [];
+    for (let i = 0; i < n; i++) {
+      const ns = new NetNs(i);
+      const inside = `sfn${ns.name.slice(8)}`;
+      const ok =
+        ip('netns', 'add', ns.name) &&
+        (namespaces.add(ns.name), true) &&
+        ip('link', 'add', ns.hostDev, 'type', 'veth', 'peer', 'name', inside) &&
+        ip('link', 'set', inside, 'netns', ns.name) &&
+        ip('addr', 'add', `${ns.hostIp}/30`, 'dev', ns.hostDev) &&
+        ip('link', 'set', ns.hostDev, 'up') &&
+        ip('netns', 'exec', ns.name, 'ip', 'addr', 'add', `${ns.ip}/30`, 'dev', inside) &&
+        ip('netns', 'exec', ns.name, 'ip', 'link', 'set', inside, 'up') &&
+        ip('netns', 'exec', ns.name, 'ip', 'link', 'set', 'lo', 'up');
+      if (!ok) {
+        for (const x of [...out, ns]) x.remove();
+        return [];
+      }
+      out.push(ns);
+    }
+    return out;
+  }
+
+  /** The command line that runs `cmd` in this namespace. */
+  wrap(cmd: string, args: string[]): [string, string[]] {
+    return ['ip', ['netns', 'exec', this.name, cmd, ...args]];
+  }
+
+  /** Take the link down for `ms`; resolves when it is back up. */
+  async cut(ms: number): Promise<void> {
+    ip('link', 'set', this.hostDev, 'down');
+    await new Promise((r) => setTimeout(r, ms));
+    ip('link', 'set', this.hostDev, 'up');
+  }
+
+  remove(): void {
+    ip('netns', 'del', this.name); // takes its end of the veth pair, and so the pair, with it
+    ip('link', 'del', this.hostDev);
+    namespaces.delete(this.name);
+  }
+}
+
 /** The S3 credentials and bucket of the stand-in. */
 export const BUCKET = 'segflow-test';
 
@@ -181,6 +257,8 @@ export class ClusterEnv {
   private s3?: { close(): Promise<unknown> };
   private readonly procs: Proc[] = [];
   private readonly links: Link[] = [];
+  /** Namespaces for workers (empty: everything on the loopback). Make them before Redis. */
+  nets: NetNs[] = [];
 
   constructor(private readonly tag: string) {}
 
@@ -211,7 +289,8 @@ export class ClusterEnv {
     const data = path.join(this.dir, 'redis');
     fs.mkdirSync(data, { recursive: true });
     // appendfsync always: an acknowledged write survives SIGKILL (the test kills Redis mid-run)
-    this.redis = this.spawn('redis', 'redis-server', ['--port', String(this.redisPort), '--bind', '127.0.0.1', '--dir', data, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--protected-mode', 'no', '--loglevel', 'warning'], process.env);
+    const bind = ['127.0.0.1', ...this.nets.map((n) => n.hostIp)];
+    this.redis = this.spawn('redis', 'redis-server', ['--port', String(this.redisPort), '--bind', ...bind, '--dir', data, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--protected-mode', 'no', '--loglevel', 'warning'], process.env);
     await until('redis-server to answer PING', () => ping(this.redisPort), 10_000, 50);
   }
 
@@ -234,9 +313,11 @@ export class ClusterEnv {
   }
 
   /** Start a `segflow worker` (one thread, logging every task) and wait until it serves the queue. */
-  async worker(name: string, extra: string[] = [], redisUrl = this.redisUrl, o: { threads?: number; verbose?: boolean } = {}): Promise<Proc> {
-    const args = [CLI, 'worker', '--redis', redisUrl, '--workers', String(o.threads ?? 1), '--name', name, ...(o.verbose === false ? [] : ['--verbose']), ...extra];
-    const w = this.spawn(name, process.execPath, args, this.env);
+  async worker(name: string, extra: string[] = [], redisUrl = this.redisUrl, o: { threads?: number; verbose?: boolean; ns?: NetNs } = {}): Promise<Proc> {
+    const url = o.ns ? `redis://${o.ns.hostIp}:${this.redisPort}` : redisUrl;
+    const args = [CLI, 'worker', '--redis', url, '--workers', String(o.threads ?? 1), '--name', name, ...(o.verbose === false ? [] : ['--verbose']), ...extra];
+    const [cmd, argv] = o.ns ? o.ns.wrap(process.execPath, args) : [process.execPath, args];
+    const w = this.spawn(name, cmd, argv, this.env);
     await w.waitFor(/serving queue/, 20_000);
     return w;
   }
@@ -256,6 +337,7 @@ export class ClusterEnv {
   async close(): Promise<void> {
     await Promise.all(this.procs.map((p) => p.kill()));
     for (const l of this.links) l.close();
+    for (const n of this.nets) n.remove();
     await this.s3?.close().catch(() => {});
     if (this.folder) fs.rmSync(this.folder, { recursive: true, force: true });
   }
