@@ -112,13 +112,13 @@ export async function startWorker(options: WorkerProcessOptions): Promise<Worker
   const threads = options.workers ?? defaultWorkers();
   const memory = options.memory ?? defaultMemory();
   if (!(memory > 0)) throw new SegflowError('ERR_USAGE', `--memory must be a positive number of bytes, got ${options.memory}`);
-  const budget = planMemory(memory, threads);
-  // one attempt per pool task: BullMQ retries, on any machine
-  const pool = new SegflowPool({ workers: threads, attempts: 1, maxOldGenerationSizeMb: budget.workerHeapMb });
-  const concurrency = options.concurrency ?? pool.workers * 2;
+  const concurrency = options.concurrency ?? threads * 2;
   if (!Number.isInteger(concurrency) || concurrency < 1) throw new SegflowError('ERR_USAGE', `--concurrency must be a positive integer, got ${options.concurrency}`);
   const lockMs = options.lockMs ?? 30_000;
   if (!(lockMs >= 500)) throw new SegflowError('ERR_USAGE', `--lock-ms must be at least 500, got ${options.lockMs}`);
+  const budget = planMemory(memory, threads);
+  // one attempt per pool task: BullMQ retries, on any machine
+  const pool = new SegflowPool({ workers: threads, attempts: 1, maxOldGenerationSizeMb: budget.workerHeapMb });
   const queueName = options.queue ?? DEFAULT_QUEUE;
   const log = options.log ?? ((line: string) => process.stderr.write(line + '\n'));
   const id = options.name ?? `${os.hostname()}:${process.pid}`;
