@@ -1,7 +1,8 @@
 /**
  * Stream speed with a state of 2,000,000 users:
  *  1. sustained throughput: a followed file of `--rows` sales of those users (Black Friday schema,
- *     lib/generate.ts) read from its start, batches of the default size, checkpoints every 10 s;
+ *     lib/generate.ts) read from its start, batches of the default size, checkpoints every 10 s,
+ *     the changes appended to a file;
  *     records/s from the first batch until every row is in the state (the state load is not timed);
  *  2. latency from append to change event at the default batch (500 ms): the stream is caught up,
  *     one sale of a new user is appended at a random moment, the time until its change event
@@ -153,12 +154,14 @@ async function main(): Promise<void> {
           round++;
           const state = path.join(scratch, `state-${round}`);
           const t = performance.now();
-          handle = await stream({ from, state, follow: sales, start: 'beginning', pool, batchMs: args.batchMs });
+          // the changes go to a file, as with --changes FILE
+          handle = await stream({ from, state, follow: sales, start: 'beginning', pool, batchMs: args.batchMs, changes: path.join(scratch, `changes-${round}.jsonl`) });
           loads.push(performance.now() - t);
         },
         afterEach: async () => {
           await handle!.stop();
           fs.rmSync(path.join(scratch, `state-${round}`), { recursive: true, force: true });
+          fs.rmSync(path.join(scratch, `changes-${round}.jsonl`), { force: true });
         },
       },
     );

@@ -96,6 +96,11 @@ export class ChangeSink {
     }
   }
 
+  /** Something reads the changes (a file, a stream or a callback). */
+  get wanted(): boolean {
+    return this.file !== undefined || this.stream !== undefined || this.onChange !== undefined;
+  }
+
   /** The file and its length, for a checkpoint. */
   record(): { file: string; bytes: number } | undefined {
     return this.file ? { file: this.file.file, bytes: this.file.bytes } : undefined;

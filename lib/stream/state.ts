@@ -232,10 +232,10 @@ export class StreamState {
    * (or who is new).
    *
    * @param at The batch time (ISO).
-   * @param lines Receives one JSON line per change.
+   * @param lines Receives one JSON line per change (none: only counted).
    * @returns The changes.
    */
-  emitChanges(at: string, lines: LineWriter): number {
+  emitChanges(at: string, lines: LineWriter | undefined): number {
     const names = this.model.names;
     const quoted = names.map((n) => jsonBytes(n));
     const atBytes = jsonBytes(at).subarray(1);
@@ -247,7 +247,7 @@ export class StreamState {
       const to = this.labels[id];
       // back where it was, or a move between clusters of the same name: no change for the user
       if (to === from || (from >= 0 && names[from] === names[to])) continue;
-      this.changeLine(lines, id, from >= 0 ? quoted[from] : none, quoted[to], atBytes);
+      if (lines) this.changeLine(lines, id, from >= 0 ? quoted[from] : none, quoted[to], atBytes);
       moves++;
     }
     return moves;
