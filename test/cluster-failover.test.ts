@@ -87,6 +87,8 @@ test('a killed worker, a frozen worker, a cut link and a killed driver: same out
   await holding(w.a);
   await w.a.kill();
   w.a2 = await env.worker('wa2', LOCK, undefined, { ns: env.nets[0] });
+  const transit = fs.readdirSync(path.join(env.dir, 'transit'));
+  assert.not.ok(transit.some((n) => n.startsWith(`segflow-worker-${w.a.child.pid}-`)), 'a new worker removes the transit folder of a killed one');
   await holding(w.b);
   w.b.signal('SIGSTOP');
   await holding(w.c);

@@ -123,7 +123,9 @@ export async function startWorker(options: WorkerProcessOptions): Promise<Worker
   const log = options.log ?? ((line: string) => process.stderr.write(line + '\n'));
   const id = options.name ?? `${os.hostname()}:${process.pid}`;
   const say = (msg: string): void => log(`segflow worker ${id}: ${msg}`);
-  const tmpDir = fs.mkdtempSync(path.join(options.tmpDir ?? os.tmpdir(), 'segflow-worker-'));
+  const tmpRoot = options.tmpDir ?? os.tmpdir();
+  removeStaleTransit(tmpRoot);
+  const tmpDir = fs.mkdtempSync(path.join(tmpRoot, `segflow-worker-${process.pid}-`));
   const stores = new Map<string, Store>();
   const storeFor = (url: string): Store => {
     const u = options.store ?? url;
@@ -314,4 +316,23 @@ export async function startWorker(options: WorkerProcessOptions): Promise<Worker
         fs.rmSync(tmpDir, { recursive: true, force: true });
       })()),
   };
+}
+
+/** Remove transit folders of worker processes that no longer run here (a killed worker's). */
+function removeStaleTransit(root: string): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(root);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = /^segflow-worker-(\d+)-/.exec(name);
+    if (!m || Number(m[1]) === process.pid) continue;
+    try {
+      process.kill(Number(m[1]), 0);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ESRCH') fs.rmSync(path.join(root, name), { recursive: true, force: true });
+    }
+  }
 }

@@ -315,7 +315,9 @@ export class ClusterEnv {
   /** Start a `segflow worker` (one thread, logging every task) and wait until it serves the queue. */
   async worker(name: string, extra: string[] = [], redisUrl = this.redisUrl, o: { threads?: number; verbose?: boolean; ns?: NetNs } = {}): Promise<Proc> {
     const url = o.ns ? `redis://${o.ns.hostIp}:${this.redisPort}` : redisUrl;
-    const args = [CLI, 'worker', '--redis', url, '--workers', String(o.threads ?? 1), '--name', name, ...(o.verbose === false ? [] : ['--verbose']), ...extra];
+    const tmp = path.join(this.dir, 'transit');
+    fs.mkdirSync(tmp, { recursive: true });
+    const args = [CLI, 'worker', '--redis', url, '--workers', String(o.threads ?? 1), '--name', name, '--tmp-dir', tmp, ...(o.verbose === false ? [] : ['--verbose']), ...extra];
     const [cmd, argv] = o.ns ? o.ns.wrap(process.execPath, args) : [process.execPath, args];
     const w = this.spawn(name, cmd, argv, this.env);
     await w.waitFor(/serving queue/, 20_000);
