@@ -210,21 +210,27 @@ class ChunkWriter {
 
 const TWO53 = 2 ** 53;
 
+/** Decimal digits of a non-negative integer below 2^53 (comparisons, no divisions). */
+function digitCount(v: number): number {
+  let n = 1;
+  while (n < 16 && v >= POW10[n]) n++;
+  return n;
+}
+
 /** Write a non-negative integer below 2^53 at buf[p]; returns the position after it. */
 function putUint(buf: Buffer, p: number, v: number): number {
   if (v < 10) {
     buf[p] = 48 + v;
     return p + 1;
   }
-  let len = 0;
-  for (let x = v; x >= 1; x = Math.floor(x / 10)) len++;
-  const end = p + len;
+  const end = p + digitCount(v);
   let q = end;
-  while (v >= 1) {
+  while (v >= 10) {
     const d = Math.floor(v / 10);
     buf[--q] = 48 + (v - d * 10);
     v = d;
   }
+  buf[--q] = 48 + v;
   return end;
 }
 
@@ -235,8 +241,7 @@ function putScaled(buf: Buffer, p: number, v: number, scale: number): number {
     v = -v;
   }
   if (scale === 0) return putUint(buf, p, v);
-  let len = 0;
-  for (let x = v; x >= 1; x = Math.floor(x / 10)) len++;
+  let len = digitCount(v);
   if (len <= scale) len = scale + 1; // at least one digit before the point
   const end = p + len + 1;
   let q = end;
@@ -291,16 +296,13 @@ function formatRows(t: KeyTable, dateHasTime: boolean, out: ChunkWriter, runs: b
     const buf = out.buf;
     const start = out.pos;
     let p = runs ? start + 8 : start;
-    if (runs) {
-      buf.set(arena.subarray(s, e), p);
-      p += e - s;
-    }
+    // keys are short: byte loops beat a subarray() object per row
+    if (runs) for (let k = s; k < e; k++) buf[p++] = arena[k];
     const rowStart = p;
     let plain = e > s && !edgeUnsure(arena[s]) && !edgeUnsure(arena[e - 1]);
     for (let k = s; plain && k < e; k++) if (needsQuote(arena[k])) plain = false;
     if (plain) {
-      buf.set(arena.subarray(s, e), p);
-      p += e - s;
+      for (let k = s; k < e; k++) buf[p++] = arena[k];
     } else p += buf.write(csvField(dec.decode(arena.subarray(s, e))), p);
     buf[p++] = 44;
     const count = acc[o + COUNT];

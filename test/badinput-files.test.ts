@@ -68,7 +68,7 @@ fs.writeFileSync(at('blank-header.csv'), '\n1,2\n');
 fs.writeFileSync(at('no-columns.csv'), 'name,city\nann,paris\n');
 fs.writeFileSync(at('page.csv'), '<!doctype html>\n<html><body>sales</body></html>\n');
 fs.writeFileSync(at('records.csv'), '{"user_id":1,"amount":2}\n');
-fs.writeFileSync(at('prose.txt'), 'Dear customer, thanks for your order.\nBest regards\n');
+fs.writeFileSync(at('list.txt'), 'apples\npears\nplums\n');
 fs.mkdirSync(at('no-inputs'));
 fs.writeFileSync(at('no-inputs/notes.md'), '# notes\n');
 // numbers that do not compress away, so that the cut falls inside the data, past the header
@@ -101,10 +101,10 @@ test('a named column that is not there', async () => {
   await expectError('rejects.csv', 2, 'ERR_COLUMN', /^rejects\.csv: no amount column "price" \(--amount-col\); columns: user_id, amount$/, { amountCol: 'price' });
 });
 
-test('not CSV: an HTML page, JSON Lines named .csv, prose', async () => {
+test('not CSV: an HTML page, JSON Lines named .csv, a plain list', async () => {
   await expectError('page.csv', 2, 'ERR_COLUMN', /columns: <!doctype, html> \(the file looks like HTML or XML, not CSV\)$/);
   await expectError('records.csv', 2, 'ERR_COLUMN', /\(the file looks like JSON Lines: pass --format jsonl\)$/);
-  await expectError('prose.txt', 2, 'ERR_COLUMN', /no user id column found .*\(the header has a single column: not a delimited file, or name the delimiter with --delimiter\)$/);
+  await expectError('list.txt', 2, 'ERR_COLUMN', /no user id column found .*\(the header has a single column: not a delimited file, or name the delimiter with --delimiter\)$/);
 });
 
 test('a missing file, a glob that matches nothing, a folder with no inputs', async () => {
