@@ -15,8 +15,12 @@ import type { StreamModel } from './model.js';
 import { LineWriter, PIECES, jsonBytes } from './lines.js';
 
 const TWO32 = 2 ** 32;
-/** Keys per block of the fold (the touch loops keep this many misses in flight). */
-const FOLD_BLOCK = 64;
+/**
+ * Keys per block of the fold (the touch loops keep this many misses in flight). Measured on a
+ * 2,000,000-user state, fold and assignment per key: 550-600 ns without the touch loops, 260-300
+ * with blocks of 64, 210-230 with blocks of 8 to 16.
+ */
+const FOLD_BLOCK = 16;
 
 /** Add limbs (lo, hi) at decimal places `from` into the limbs at acc[at] at places `to` >= from. */
 function addLimbs(acc: Float64Array, at: number, lo: number, hi: number, from: number, to: number): void {
