@@ -1,36 +1,35 @@
 /**
  * The scan task's combiner table: open addressing with the accumulators inline in the slot array,
- * so that folding a row whose key is a plain integer touches one slot row (one or two cache
- * lines) instead of a slot and then a separate row. Built for the scan's access pattern (about
- * one new key per two rows in a 64 MiB range of a big user base, where every access misses the
- * cache): a batch of rows is first "touched" in a loop of independent loads, so the misses
- * overlap, then folded.
+ * so that folding a row whose key is a plain integer touches one 32-byte slot row (one cache
+ * line) instead of a slot and then a separate row. Built for the scan's access pattern: in a
+ * 64 MiB range of a big user base about every second row brings a new key and nearly every access
+ * misses the cache, so each batch of rows is visited in slot order (consecutive accesses then land
+ * on nearby pages: a forward sweep instead of random TLB and cache misses).
  *
- * Slot row layout (stride `stride`): [hash, num, count, sumLo, sumHi, (qtyLo, qtyHi), (dmin, dmax)].
- * `count === 0` marks an empty slot. `num` is the key's value when it is a plain decimal integer
- * without a leading zero (up to 15 digits), else -1; such keys are stored only as their value and
- * their bytes are rebuilt when the table is encoded. Other keys keep their bytes in an arena.
+ * Slot row layout (stride = KeyTable's row width): [num, count, sumLo, sumHi, (qtyLo, qtyHi),
+ * (dmin, dmax)], the same as a section row, so encoding copies rows as they are. `count === 0`
+ * marks an empty slot. `num` is the key's value when it is a plain decimal integer without a
+ * leading zero (up to 15 digits), else -1; such keys are stored only as their value (their bytes
+ * are rebuilt when the table is encoded). Other keys keep their bytes in an arena and their hash
+ * in a side array; an integer key's hash is recomputed from its value when the table grows or is
+ * encoded, so the hot path touches nothing but the slot row.
  */
-import { F_DATE, F_QTY, layout } from './table.js';
+import { finalizeHash, layout, partitionOf } from './table.js';
 import { LIMB_MAX, POW10, addBig, addExact, rescaleLimbs } from './util/exact.js';
-import { partitionOf } from './table.js';
 
 /** Rows of a batch are visited in order of the top SORT_BITS bits of their slot. */
 const SORT_BITS = 10;
 const SORT_BUCKETS = 1 << SORT_BITS;
 
-const HASH = 0;
-/** Offsets relative to the row start: the same layout as KeyTable's rows, shifted by one. */
-const NUM = 1;
-const COUNT = 2;
-const SUM = 3;
+const NUM = 0;
+const COUNT = 1;
+const SUM = 2;
 
 /** An inline open-addressing table for one scan task. */
 export class ScanTable {
   readonly flags: number;
-  /** KeyTable's row width (without the hash). */
+  /** Doubles per slot row (= KeyTable's and a section's row width). */
   readonly width: number;
-  readonly stride: number;
   /** Offsets of the quantity and date fields in a slot row, or -1. */
   readonly qtyOff: number;
   readonly dateOff: number;
@@ -40,34 +39,38 @@ export class ScanTable {
   cap: number;
   mask: number;
   cells: Float64Array;
+  /** Key hash per slot. */
+  hashes: Int32Array;
   /** Arena offset and length of a string key, per slot. */
   keyOff: Int32Array;
   keyLen: Int32Array;
   arena: Uint8Array;
   arenaUsed = 0;
-  private readonly growAt: number;
+  /** Occupied slots in insertion order: encoding, growing and rescaling never sweep empty slots. */
+  used: Int32Array;
+  private readonly growAt = 0.7;
 
   constructor(flags: number, expectedKeys: number) {
     this.flags = flags;
     const l = layout(flags);
     this.width = l.width;
-    this.stride = l.width + 1;
-    this.qtyOff = l.qty >= 0 ? l.qty + 1 : -1;
-    this.dateOff = l.dmin >= 0 ? l.dmin + 1 : -1;
+    this.qtyOff = l.qty;
+    this.dateOff = l.dmin;
     let cap = 1024;
-    while (cap * 0.6 < expectedKeys) cap *= 2;
+    while (cap * this.growAt < expectedKeys) cap *= 2;
     this.cap = cap;
     this.mask = cap - 1;
-    this.growAt = 0.7;
-    this.cells = new Float64Array(cap * this.stride);
+    this.cells = new Float64Array(cap * this.width);
+    this.hashes = new Int32Array(cap);
     this.keyOff = new Int32Array(cap);
     this.keyLen = new Int32Array(cap);
+    this.used = new Int32Array(Math.ceil(cap * this.growAt) + 1);
     this.arena = new Uint8Array(1 << 16);
   }
 
   /** Bytes held by the table's arrays. */
   get bytes(): number {
-    return this.cells.byteLength + this.keyOff.byteLength * 2 + this.arena.byteLength;
+    return this.cells.byteLength + this.hashes.byteLength * 3 + this.used.byteLength + this.arena.byteLength;
   }
 
   /**
@@ -76,14 +79,13 @@ export class ScanTable {
    */
   find(hash: number, num: number, src: Uint8Array, start: number, end: number): number {
     const cells = this.cells;
-    const stride = this.stride;
+    const w = this.width;
     const mask = this.mask;
     let i = hash & mask;
     for (;;) {
-      const o = i * stride;
+      const o = i * w;
       if (cells[o + COUNT] === 0) return this.insert(i, hash, num, src, start, end);
-      const n = cells[o + NUM];
-      if (n === num && (num >= 0 || (cells[o + HASH] === hash && this.keyEquals(i, src, start, end)))) return o;
+      if (cells[o + NUM] === num && (num >= 0 || (this.hashes[i] === hash && this.keyEquals(i, src, start, end)))) return o;
       i = (i + 1) & mask;
     }
   }
@@ -102,16 +104,17 @@ export class ScanTable {
       this.grow();
       return this.find(hash, num, src, start, end);
     }
-    this.size++;
-    const o = i * this.stride;
+    this.used[this.size++] = i;
+    const o = i * this.width;
     const cells = this.cells;
-    cells[o + HASH] = hash;
     cells[o + NUM] = num;
     if (this.dateOff >= 0) {
       cells[o + this.dateOff] = Infinity;
       cells[o + this.dateOff + 1] = -Infinity;
     }
     if (num < 0) {
+      // an integer key's hash is rebuilt from its value when needed: one array fewer to touch here
+      this.hashes[i] = hash;
       const len = end - start;
       if (this.arenaUsed + len > this.arena.length) {
         let c = this.arena.length * 2;
@@ -129,28 +132,32 @@ export class ScanTable {
   }
 
   private grow(): void {
-    const oldCells = this.cells;
-    const oldOff = this.keyOff;
-    const oldLen = this.keyLen;
-    const oldCap = this.cap;
-    const stride = this.stride;
-    const cap = oldCap * 2;
+    const { cells: oldCells, hashes: oldHashes, keyOff: oldOff, keyLen: oldLen, used: oldUsed } = this;
+    const w = this.width;
+    const cap = this.cap * 2;
     const mask = cap - 1;
-    const cells = new Float64Array(cap * stride);
+    const cells = new Float64Array(cap * w);
+    const hashes = new Int32Array(cap);
     const keyOff = new Int32Array(cap);
     const keyLen = new Int32Array(cap);
-    for (let i = 0; i < oldCap; i++) {
-      const o = i * stride;
-      if (oldCells[o + COUNT] === 0) continue;
-      let j = (oldCells[o + HASH] | 0) & mask;
-      while (cells[j * stride + COUNT] !== 0) j = (j + 1) & mask;
-      cells.set(oldCells.subarray(o, o + stride), j * stride);
+    const used = new Int32Array(Math.ceil(cap * this.growAt) + 1);
+    for (let u = 0; u < this.size; u++) {
+      const i = oldUsed[u];
+        const num = oldCells[i * w + NUM];
+      const h = num >= 0 ? hashOfInteger(num) : oldHashes[i];
+      let j = h & mask;
+      while (cells[j * w + COUNT] !== 0) j = (j + 1) & mask;
+      for (let k = 0; k < w; k++) cells[j * w + k] = oldCells[i * w + k];
+      hashes[j] = h;
       keyOff[j] = oldOff[i];
       keyLen[j] = oldLen[i];
+      used[u] = j;
     }
     this.cells = cells;
+    this.hashes = hashes;
     this.keyOff = keyOff;
     this.keyLen = keyLen;
+    this.used = used;
     this.cap = cap;
     this.mask = mask;
   }
@@ -159,10 +166,7 @@ export class ScanTable {
   rescale(scale: number): void {
     const d = scale - this.scale;
     if (d <= 0) return;
-    for (let i = 0; i < this.cap; i++) {
-      const o = i * this.stride;
-      if (this.cells[o + COUNT] !== 0) rescaleLimbs(this.cells, o + SUM, d);
-    }
+    for (let u = 0; u < this.size; u++) rescaleLimbs(this.cells, this.used[u] * this.width + SUM, d);
     this.scale = scale;
   }
 
@@ -170,11 +174,25 @@ export class ScanTable {
   rescaleQty(qscale: number): void {
     const d = qscale - this.qscale;
     if (d <= 0 || this.qtyOff < 0) return;
-    for (let i = 0; i < this.cap; i++) {
-      const o = i * this.stride;
-      if (this.cells[o + COUNT] !== 0) rescaleLimbs(this.cells, o + this.qtyOff, d);
-    }
+    for (let u = 0; u < this.size; u++) rescaleLimbs(this.cells, this.used[u] * this.width + this.qtyOff, d);
     this.qscale = qscale;
+  }
+
+  private order = new Int32Array(0);
+  private readonly bucketCounts = new Int32Array(SORT_BUCKETS + 1);
+
+  /** Row indexes of a batch in order of their home slot's top bits (a counting sort). */
+  private sortBySlot(n: number, hashes: Int32Array): Int32Array {
+    if (this.order.length < n) this.order = new Int32Array(n);
+    const order = this.order;
+    const counts = this.bucketCounts;
+    counts.fill(0);
+    const shift = Math.max(0, Math.log2(this.cap) - SORT_BITS);
+    const mask = this.mask;
+    for (let r = 0; r < n; r++) counts[((hashes[r] & mask) >>> shift) + 1]++;
+    for (let b = 1; b <= SORT_BUCKETS; b++) counts[b] += counts[b - 1];
+    for (let r = 0; r < n; r++) order[counts[(hashes[r] & mask) >>> shift]++] = r;
+    return order;
   }
 
   /**
@@ -202,8 +220,6 @@ export class ScanTable {
       for (let r = 0; r < n; r++) if (qdps[r] > maxQ) maxQ = qdps[r];
       if (maxQ > this.qscale) this.rescaleQty(maxQ);
     }
-    // visit the rows in slot order (a counting sort on the slot's top bits): consecutive accesses
-    // then land on nearby pages, so the table's cache and TLB misses become a forward sweep
     const order = this.sortBySlot(n, hashes);
     const scale = this.scale;
     const qtyOff = this.qtyOff;
@@ -227,22 +243,6 @@ export class ScanTable {
     }
   }
 
-  private order = new Int32Array(0);
-  private readonly bucketCounts = new Int32Array(SORT_BUCKETS + 1);
-
-  private sortBySlot(n: number, hashes: Int32Array): Int32Array {
-    if (this.order.length < n) this.order = new Int32Array(n);
-    const order = this.order;
-    const counts = this.bucketCounts;
-    counts.fill(0);
-    const shift = Math.max(0, Math.log2(this.cap) - SORT_BITS);
-    const mask = this.mask;
-    for (let r = 0; r < n; r++) counts[((hashes[r] & mask) >>> shift) + 1]++;
-    for (let b = 1; b <= SORT_BUCKETS; b++) counts[b] += counts[b - 1];
-    for (let r = 0; r < n; r++) order[counts[(hashes[r] & mask) >>> shift]++] = r;
-    return order;
-  }
-
   /** Fold one row whose amount is an exact BigInt with `dp` places (the slow path past 2^52). */
   foldBig(hash: number, num: number, src: Uint8Array, start: number, end: number, big: bigint, dp: number, q: number, qdp: number, date: number): void {
     if (dp > this.scale) this.rescale(dp);
@@ -260,46 +260,61 @@ export class ScanTable {
 
   /** Encode the table as `partitions` sections (the format of partial.ts). */
   encode(partitions: number, write: (p: number, n: number, keyBytes: number) => SectionWriter): void {
-    const cap = this.cap;
-    const stride = this.stride;
-    const cells = this.cells;
+    const { cells, hashes, keyLen, cap } = this;
+    const w = this.width;
     const counts = new Uint32Array(partitions);
     const bytes = new Float64Array(partitions);
-    const part = new Uint16Array(cap);
+    const digits = new Uint8Array(16);
+    // pass 1, a forward sweep over the slots: each key's hash (rebuilt for integer keys), its
+    // partition and its key length
     for (let i = 0; i < cap; i++) {
-      const o = i * stride;
+      const o = i * w;
       if (cells[o + COUNT] === 0) continue;
-      const p = partitionOf(cells[o + HASH] | 0, partitions);
-      part[i] = p;
+      const num = cells[o + NUM];
+      let len: number;
+      if (num >= 0) {
+        len = 0;
+        let x = num;
+        do {
+          const q = Math.floor(x / 10);
+          digits[len++] = x - q * 10;
+          x = q;
+        } while (x > 0);
+        let h = 0x811c9dc5 | 0;
+        for (let k = len - 1; k >= 0; k--) h = Math.imul(h ^ (48 + digits[k]), 0x01000193);
+        hashes[i] = finalizeHash(h);
+      } else len = keyLen[i];
+      const p = partitionOf(hashes[i], partitions);
+      keyLen[i] = len; // integer keys: their digit count, from here on
       counts[p]++;
-      bytes[p] += cells[o + NUM] >= 0 ? digitCount(cells[o + NUM]) : this.keyLen[i];
+      bytes[p] += len;
     }
     const writers: SectionWriter[] = [];
     for (let p = 0; p < partitions; p++) writers.push(write(p, counts[p], bytes[p]));
-    const w = this.width;
+    const arena = this.arena;
+    // pass 2: copy rows and key bytes into their sections
     for (let i = 0; i < cap; i++) {
-      const o = i * stride;
+      const o = i * w;
       if (cells[o + COUNT] === 0) continue;
-      const v = writers[part[i]];
+      const v = writers[partitionOf(hashes[i], partitions)];
       const j = v.i++;
-      v.h[j] = cells[o + HASH] | 0;
+      v.h[j] = hashes[i];
       const a = v.a;
-      for (let k = 0, d = j * w; k < w; k++) a[d + k] = cells[o + 1 + k];
+      for (let k = 0, d = j * w; k < w; k++) a[d + k] = cells[o + k];
       const b = v.b;
       let kb = v.kb;
       const num = cells[o + NUM];
+      const len = keyLen[i];
       if (num >= 0) {
-        const len = digitCount(num);
         let x = num;
         for (let k = len - 1; k >= 0; k--) {
-          b[kb + k] = 48 + (x % 10);
-          x = Math.floor(x / 10);
+          const q = Math.floor(x / 10);
+          b[kb + k] = 48 + (x - q * 10);
+          x = q;
         }
         kb += len;
       } else {
         const a0 = this.keyOff[i];
-        const len = this.keyLen[i];
-        const arena = this.arena;
         for (let k = 0; k < len; k++) b[kb++] = arena[a0 + k];
       }
       v.kb = kb;
@@ -318,6 +333,17 @@ export interface SectionWriter {
   kb: number;
 }
 
+/** The key hash of an integer key: the same as hashing its decimal digits (table.ts's hashBytes). */
+export function hashOfInteger(v: number): number {
+  const digits = digitCount(v);
+  let h = 0x811c9dc5 | 0;
+  for (let k = digits - 1; k >= 0; k--) {
+    const d = Math.floor(v / POW10[k]) % 10;
+    h = Math.imul(h ^ (48 + d), 0x01000193);
+  }
+  return finalizeHash(h);
+}
+
 function digitCount(v: number): number {
   let n = 1;
   while (v >= 10) {
@@ -332,5 +358,3 @@ function addScaled(acc: Float64Array, at: number, m: number, dp: number, scale: 
   if (v <= LIMB_MAX && v >= -LIMB_MAX) addExact(acc, at, v);
   else addBig(acc, at, BigInt(m) * 10n ** BigInt(scale - dp));
 }
-
-export { F_QTY, F_DATE };

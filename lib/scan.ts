@@ -144,7 +144,9 @@ function readPlain(task: ScanTask, scanner: RangeScanner, chunk: number): void {
 }
 
 function growBuffer(buf: Buffer, carry: number, task: ScanTask): Buffer {
-  const max = Math.max(task.maxRecordBytes ?? 1 << 20, buf.length) * 2 + (1 << 20);
+  // records are capped at maxRecordBytes (a longer one is rejected), so a buffer twice that size
+  // (or the chunk size) always holds one: growing past it is a bug, not an input
+  const max = Math.max((task.maxRecordBytes ?? 1 << 20) * 2, task.chunkSize ?? 8 << 20) + (1 << 20);
   if (buf.length >= max) throw new SegflowError('ERR_INTERNAL', `record too long in ${task.file}`);
   const bigger = Buffer.allocUnsafe(buf.length * 2);
   buf.copy(bigger, 0, 0, carry);
@@ -198,6 +200,8 @@ class RangeScanner {
   readonly task: ScanTask;
   readonly table: ScanTable;
   done = false;
+  /** Inside a line rejected as longer than maxRecordBytes: skip to its end. */
+  private longLine = false;
   /** Still looking for the first record (the range started mid-line). */
   private skipping: boolean;
   private readonly end: number;
@@ -264,6 +268,17 @@ class RangeScanner {
    */
   consume(buf: Buffer, to: number, base: number, eof: boolean): number {
     let p = 0;
+    if (this.longLine) {
+      // the rest of a line already rejected as too long
+      const nl = buf.indexOf(NL, 0);
+      if (nl === -1 || nl >= to) {
+        if (eof) this.finishAt(base + to);
+        return to;
+      }
+      this.longLine = false;
+      this.newlines++;
+      p = nl + 1;
+    }
     if (this.skipping) {
       const nl = buf.indexOf(NL, 0);
       if (nl === -1 || nl >= to) {
@@ -283,6 +298,14 @@ class RangeScanner {
       }
       let nl = buf.indexOf(NL, p);
       if (nl === -1 || nl >= to) {
+        if (!eof && to - p > this.maxRecord) {
+          // no newline within maxRecordBytes: reject the line and skip the rest of it
+          this.recordLine = this.newlines;
+          this.reject(buf, p, to, base, `line longer than ${this.maxRecord} bytes`);
+          this.longLine = true;
+          p = to;
+          break;
+        }
         if (!eof) break;
         nl = to;
       }

@@ -171,6 +171,20 @@ test('price x quantity with decimals in both, and quantity / date columns', asyn
   assert.is(text, 'user_id,purchases,total,quantity,first_date,last_date\n7,2,3.175,-0.5,2010-12-01 08:45:00,2011-01-02 10:00:00\n8,1,3.000,3.0,2010-01-05 00:00:00,2010-01-05 00:00:00\n');
 });
 
+test('a line longer than the record limit is rejected, and the next lines are read', async () => {
+  const file = path.join(tmp, 'long.csv');
+  fs.writeFileSync(file, 'user_id,amount\n1,2.5\n2,' + '9'.repeat(20_000_000) + '\n3,1\n');
+  for (const rangeSize of [64 << 20, 1_000_000]) {
+    const out = path.join(tmp, `long-${rangeSize}`);
+    const s = await aggregate({ input: file, out, pool: pool2, force: true, rangeSize });
+    assert.equal(s.rows, { read: 3, counted: 2, rejected: 1, emptyLines: 0 });
+    assert.is(s.total, '3.5');
+    const r = JSON.parse(fs.readFileSync(path.join(out, 'rejects.jsonl'), 'utf8'));
+    assert.is(r.line, 3);
+    assert.is(r.reason, 'line longer than 1048576 bytes');
+  }
+});
+
 test.after(async () => {
   if (process.env.KEEP) return;
   await pool1.destroy();
