@@ -1,5 +1,5 @@
 /**
- * Writing a users shard fast: the keys sorted by byte order with a radix sort on their first six
+ * Writing a users shard fast: the keys sorted by byte order with a radix sort on their first eight
  * bytes (ties finished by comparing the rest), and the CSV rows formatted straight into one byte
  * buffer (no string per row). Exact totals are summed in limbs, never in float or per-row BigInt.
  */
@@ -11,10 +11,11 @@ import { formatDate } from './util/bytes.js';
 export function sortedIds(t: KeyTable): Uint32Array {
   const n = t.size;
   const { keyEnds, arena } = t;
-  // the first 6 bytes (each + 1, so a shorter key sorts first) as three 16-bit digits
+  // the first 8 bytes (each + 1, so a shorter key sorts first) as four 16-bit digits
   const d0 = new Uint16Array(n);
   const d1 = new Uint16Array(n);
   const d2 = new Uint16Array(n);
+  const d3 = new Uint16Array(n);
   for (let id = 0; id < n; id++) {
     const s = id === 0 ? 0 : keyEnds[id - 1];
     const e = keyEnds[id];
@@ -23,12 +24,13 @@ export function sortedIds(t: KeyTable): Uint32Array {
     d0[id] = pair(b(0), b(1));
     d1[id] = pair(b(2), b(3));
     d2[id] = pair(b(4), b(5));
+    d3[id] = pair(b(6), b(7));
   }
   let ids = new Uint32Array(n);
   for (let i = 0; i < n; i++) ids[i] = i;
   let tmp = new Uint32Array(n);
   const counts = new Uint32Array(65537);
-  for (const digit of [d2, d1, d0]) {
+  for (const digit of [d3, d2, d1, d0]) {
     counts.fill(0);
     for (let i = 0; i < n; i++) counts[digit[ids[i]] + 1]++;
     for (let c = 1; c <= 65536; c++) counts[c] += counts[c - 1];
@@ -37,7 +39,7 @@ export function sortedIds(t: KeyTable): Uint32Array {
     ids = tmp;
     tmp = x;
   }
-  // keys equal in their first six bytes (and the clamped pairs): finish by full comparison
+  // keys equal in their first eight bytes (and the clamped pairs): finish by full comparison
   const cmp = (a: number, b: number): number => {
     const as = a === 0 ? 0 : keyEnds[a - 1];
     const ae = keyEnds[a];
@@ -53,7 +55,7 @@ export function sortedIds(t: KeyTable): Uint32Array {
   let i = 0;
   while (i < n) {
     let j = i + 1;
-    while (j < n && d0[ids[j]] === d0[ids[i]] && d1[ids[j]] === d1[ids[i]] && d2[ids[j]] === d2[ids[i]]) j++;
+    while (j < n && d0[ids[j]] === d0[ids[i]] && d1[ids[j]] === d1[ids[i]] && d2[ids[j]] === d2[ids[i]] && d3[ids[j]] === d3[ids[i]]) j++;
     if (j - i > 1) {
       const run = Array.from(ids.subarray(i, j)).sort(cmp);
       for (let k = 0; k < run.length; k++) ids[i + k] = run[k];
