@@ -173,7 +173,9 @@ export function formatShard(t: KeyTable, dateHasTime: boolean): { text: Buffer; 
       const c = arena[k];
       if (c === 44 || c === 34 || c === 10 || c === 13) plain = false;
     }
-    if (arena[s] === 32 || arena[e - 1] === 32 || arena[s] === 9 || arena[e - 1] === 9) plain = false;
+    // a blank, control or non-ASCII byte at either end: let csvField decide (it quotes any edge
+    // white space, as String.prototype.trim sees it)
+    if (e > s && (arena[s] <= 32 || arena[s] >= 128 || arena[e - 1] <= 32 || arena[e - 1] >= 128)) plain = false;
     if (plain) {
       out.ensure(e - s);
       for (let k = s; k < e; k++) out.buf[out.pos++] = arena[k];
