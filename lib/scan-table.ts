@@ -58,14 +58,46 @@ export class ScanTable {
     this.dateOff = l.dmin;
     let cap = 1024;
     while (cap * this.growAt < expectedKeys) cap *= 2;
+    // reuse the arrays of this thread's last table when they fit: the first write to fresh memory
+    // (a page fault per 4 KiB) costs more than the scan of the range itself on small VMs
+    const spare = ScanTable.spare;
+    if (spare && spare.width === this.width && spare.cap >= cap && spare.cap <= cap * 4) {
+      ScanTable.spare = undefined;
+      cap = spare.cap;
+      this.cells = spare.cells;
+      this.hashes = spare.hashes;
+      this.keyOff = spare.keyOff;
+      this.keyLen = spare.keyLen;
+      this.used = spare.used;
+      this.arena = spare.arena;
+    } else {
+      this.cells = new Float64Array(cap * this.width);
+      this.hashes = new Int32Array(cap);
+      this.keyOff = new Int32Array(cap);
+      this.keyLen = new Int32Array(cap);
+      this.used = new Int32Array(Math.ceil(cap * this.growAt) + 1);
+      this.arena = new Uint8Array(1 << 16);
+    }
     this.cap = cap;
     this.mask = cap - 1;
-    this.cells = new Float64Array(cap * this.width);
-    this.hashes = new Int32Array(cap);
-    this.keyOff = new Int32Array(cap);
-    this.keyLen = new Int32Array(cap);
-    this.used = new Int32Array(Math.ceil(cap * this.growAt) + 1);
-    this.arena = new Uint8Array(1 << 16);
+  }
+
+  /** Arrays kept from the last table of this thread, zeroed, for the next task. */
+  private static spare: ScanTable | undefined;
+
+  /**
+   * Done with this table (after encoding): zero the occupied slots and keep the arrays for the
+   * next table of this thread.
+   */
+  release(): void {
+    const { cells, used, width: w } = this;
+    for (let u = 0; u < this.size; u++) {
+      const o = used[u] * w;
+      for (let k = 0; k < w; k++) cells[o + k] = 0;
+    }
+    this.size = 0;
+    this.arenaUsed = 0;
+    ScanTable.spare = this;
   }
 
   /** Bytes held by the table's arrays. */

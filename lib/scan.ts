@@ -101,6 +101,38 @@ const UNTERMINATED = -2;
 
 let sharedBuffer: Buffer | undefined;
 
+/** The parsed-row arrays of a batch; one set is kept per thread between tasks (fresh memory is slow). */
+interface BatchArrays {
+  hash: Int32Array;
+  num: Float64Array;
+  ks: Int32Array;
+  ke: Int32Array;
+  m: Float64Array;
+  dp: Int32Array;
+  q: Float64Array;
+  qdp: Int32Array;
+  date: Float64Array;
+}
+let spareBatch: BatchArrays | undefined;
+
+function takeBatch(): BatchArrays {
+  const b = spareBatch;
+  spareBatch = undefined;
+  return (
+    b ?? {
+      hash: new Int32Array(BATCH),
+      num: new Float64Array(BATCH),
+      ks: new Int32Array(BATCH),
+      ke: new Int32Array(BATCH),
+      m: new Float64Array(BATCH),
+      dp: new Int32Array(BATCH),
+      q: new Float64Array(BATCH),
+      qdp: new Int32Array(BATCH),
+      date: new Float64Array(BATCH),
+    }
+  );
+}
+
 /** A reused read buffer per thread. */
 function readBuffer(size: number): Buffer {
   if (!sharedBuffer || sharedBuffer.length < size) sharedBuffer = Buffer.allocUnsafe(size);
@@ -220,15 +252,16 @@ class RangeScanner {
 
   // batch of parsed rows waiting to be folded into the table
   private n = 0;
-  private readonly bHash = new Int32Array(BATCH);
-  private readonly bNum = new Float64Array(BATCH);
-  private readonly bKs = new Int32Array(BATCH);
-  private readonly bKe = new Int32Array(BATCH);
-  private readonly bM = new Float64Array(BATCH);
-  private readonly bDp = new Int32Array(BATCH);
-  private readonly bQ = new Float64Array(BATCH);
-  private readonly bQdp = new Int32Array(BATCH);
-  private readonly bDate = new Float64Array(BATCH);
+  private readonly batch = takeBatch();
+  private readonly bHash = this.batch.hash;
+  private readonly bNum = this.batch.num;
+  private readonly bKs = this.batch.ks;
+  private readonly bKe = this.batch.ke;
+  private readonly bM = this.batch.m;
+  private readonly bDp = this.batch.dp;
+  private readonly bQ = this.batch.q;
+  private readonly bQdp = this.batch.qdp;
+  private readonly bDate = this.batch.date;
 
   // counters
   rows = 0;
@@ -784,11 +817,16 @@ class RangeScanner {
 
   finish(): ScanOutput {
     const t = this.table;
+    const sections = encodeScanTable(t, this.task.partitions);
+    const keys = t.size;
+    const tableBytes = t.bytes;
+    t.release();
+    spareBatch = this.batch;
     return {
       fileIndex: this.task.fileIndex,
       rangeIndex: this.task.rangeIndex,
-      sections: encodeScanTable(t, this.task.partitions),
-      keys: t.size,
+      sections,
+      keys,
       rows: this.rows,
       rejected: this.rejected,
       emptyLines: this.emptyLines,
@@ -800,7 +838,7 @@ class RangeScanner {
       scale: t.scale,
       qscale: t.qscale,
       dateHasTime: this.dateHasTime,
-      tableBytes: t.bytes,
+      tableBytes,
     };
   }
 }
