@@ -23,7 +23,7 @@ import { resolveInputs } from './inputs.js';
 import { OutputDir } from './output.js';
 import { SegflowPool } from './pool.js';
 import { fitKMeans, silhouetteScore, assignNearest, DEFAULT_BLOCK_SIZE, type IterationInfo, type Labels } from './kmeans.js';
-import { applyScaler, fitScaler, invertScaler, parseScaleMethod, type ScaleMethod, type Scaler } from './scale.js';
+import { applyScaler, fitApplyScaler, invertScaler, parseScaleMethod, type ScaleMethod, type Scaler } from './scale.js';
 import type { CommonOptions, ProgressEvent } from './types.js';
 import { VERSION } from './version.js';
 
@@ -295,8 +295,8 @@ async function fitModel(
 ): Promise<{ model: KMeansModel; labels: Labels; points: Float64Array }> {
   const d = features.length;
   if (n < s.k) throw new SegflowError('ERR_TOO_FEW_POINTS', `k = ${s.k} clusters need at least ${s.k} points, got ${n}`, { k: s.k, n });
-  const scaler = fitScaler(raw, n, d, s.scale);
-  const points = applyScaler(scaler, raw.subarray(0, n * d), new Float64Array(new SharedArrayBuffer(Math.max(8, n * d * 8)), 0, n * d));
+  const points = new Float64Array(new SharedArrayBuffer(Math.max(8, n * d * 8)), 0, n * d);
+  const scaler = fitApplyScaler(raw, n, d, s.scale, points);
   const fit = await fitKMeans(points, n, d, {
     k: s.k, seed: s.seed, nInit: s.nInit, maxIter: s.maxIter, tol: s.tol, pool,
     blockSize: s.blockSize, blocksPerTask: s.blocksPerTask, signal: o.signal, onIteration: o.onIteration,

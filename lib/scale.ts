@@ -145,6 +145,40 @@ export function fitScaler(points: ArrayLike<number>, n: number, d: number, metho
 }
 
 /**
+ * Fit a scaler and scale the rows in one go: for `log-zscore` the signed log of each value is
+ * taken once (into `out`), not once to fit and again to apply. The same numbers as
+ * `applyScaler(fitScaler(points, n, d, method), points, out)`.
+ *
+ * @param points Row-major values in original units, at least `n * d` long.
+ * @param n Rows.
+ * @param d Features per row.
+ * @param method The scaling method.
+ * @param out Where to write the `n * d` scaled values (may be `points` itself).
+ * @returns The fitted scaler.
+ * @throws SegflowError ERR_BAD_INPUT when a value is NaN or infinite.
+ */
+export function fitApplyScaler(points: ArrayLike<number>, n: number, d: number, method: ScaleMethod, out: Float64Array): Scaler {
+  parseScaleMethod(method);
+  checkWidth(n * d, d, out.length);
+  let scaler: Scaler;
+  let src: ArrayLike<number> = points;
+  if (method === 'log-zscore') {
+    for (let i = 0; i < n * d; i++) out[i] = signedLog1p(points[i]);
+    const z = fitScaler(out, n, d, 'zscore');
+    scaler = { method, mean: z.mean, std: z.std };
+    src = out;
+  } else {
+    scaler = fitScaler(points, n, d, method);
+  }
+  for (let j = 0; j < d; j++) {
+    const mean = scaler.mean[j];
+    const std = scaler.std[j];
+    for (let i = j; i < n * d; i += d) out[i] = (src[i] - mean) / std;
+  }
+  return scaler;
+}
+
+/**
  * Scale rows with a fitted scaler: `(t(x) - mean) / std` per feature, where `t` is
  * {@link signedLog1p} for `log-zscore` and the identity otherwise.
  *

@@ -4,7 +4,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { applyScaler, featureMoments, fitScaler, invertScaler, parseScaleMethod, signedExpm1, signedLog1p } from '../lib/scale.js';
+import { applyScaler, featureMoments, fitApplyScaler, fitScaler, invertScaler, parseScaleMethod, signedExpm1, signedLog1p } from '../lib/scale.js';
 
 const close = (a: number, b: number, tol = 1e-12): boolean => Math.abs(a - b) <= tol * Math.max(1, Math.abs(b));
 
@@ -74,6 +74,16 @@ test('bad input: NaN or Infinity, unknown method, rows of the wrong width', () =
   assert.throws(() => fitScaler(Float64Array.from([1, Infinity]), 2, 1, 'log-zscore'), (e: Error & { code?: string }) => e.code === 'ERR_BAD_INPUT');
   assert.throws(() => parseScaleMethod('minmax'), (e: Error & { code?: string }) => e.code === 'ERR_USAGE' && /log-zscore/.test(e.message));
   assert.throws(() => applyScaler({ method: 'none', mean: [0, 0], std: [1, 1] }, [1, 2, 3]), (e: Error & { code?: string }) => e.code === 'ERR_USAGE');
+});
+
+test('fitApplyScaler gives the numbers of fitScaler then applyScaler, bit for bit', () => {
+  const raw = Float64Array.from([1, 12.5, 3, -80, 40, 1999.99, 250, 31000, 0, 7]);
+  for (const method of ['log-zscore', 'zscore', 'none'] as const) {
+    const out = new Float64Array(raw.length);
+    const s = fitApplyScaler(raw, 5, 2, method, out);
+    assert.equal(s, fitScaler(raw, 5, 2, method));
+    assert.equal(Array.from(out), Array.from(applyScaler(s, raw)));
+  }
 });
 
 test('the scaler is plain JSON: it survives a save and load', () => {
