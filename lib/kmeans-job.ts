@@ -339,6 +339,8 @@ interface Spans {
   quoted: Uint8Array;
   /** Fields in the record. */
   count: number;
+  /** Line ends in the record: its final one and any inside quoted fields. */
+  lines: number;
 }
 
 /** What the record callback gets: the bytes, the kept spans, and the 1-based line of the record. */
@@ -445,7 +447,7 @@ async function scanCsv(
   let columns: number[] | undefined;
   let header: string[] | undefined;
   let slotOf = new Int32Array(0);
-  let spans: Spans = { start: new Int32Array(0), end: new Int32Array(0), quoted: new Uint8Array(0), count: 0 };
+  let spans: Spans = { start: new Int32Array(0), end: new Int32Array(0), quoted: new Uint8Array(0), count: 0, lines: 0 };
   let first = true;
 
   const handle = (buf: Buffer, final: boolean): number => {
@@ -460,11 +462,11 @@ async function scanCsv(
         const nl = buf.indexOf(LF, pos);
         if (nl < 0 && !final) return pos;
         delim = delimiterByte(delimiter, buf.subarray(pos, nl < 0 ? buf.length : nl));
-        const all: Spans = { start: new Int32Array(4096), end: new Int32Array(4096), quoted: new Uint8Array(4096), count: 0 };
+        const all: Spans = { start: new Int32Array(4096), end: new Int32Array(4096), quoted: new Uint8Array(4096), count: 0, lines: 0 };
         const slots = new Int32Array(4096).map((_, i) => i);
         const next = parseRecord(buf, pos, final, delim, slots, all);
         if (next < 0) return pos;
-        line += countLines(buf, pos, next);
+        line += all.lines;
         const names: string[] = [];
         for (let f = 0; f < Math.min(all.count, 4096); f++) names.push(unquote(buf, all.start[f], all.end[f], all.quoted[f] === 1).trim());
         if (names.length === 1 && names[0] === '') {
@@ -477,14 +479,14 @@ async function scanCsv(
         columns.forEach((c, slot) => {
           if (slotOf[c] < 0) slotOf[c] = slot;
         });
-        spans = { start: new Int32Array(columns.length), end: new Int32Array(columns.length), quoted: new Uint8Array(columns.length), count: 0 };
+        spans = { start: new Int32Array(columns.length), end: new Int32Array(columns.length), quoted: new Uint8Array(columns.length), count: 0, lines: 0 };
         pos = next;
         continue;
       }
       const next = parseRecord(buf, pos, final, delim, slotOf, spans);
       if (next < 0) return pos;
       const recordLine = line;
-      line += countLines(buf, pos, next);
+      line += spans.lines;
       // an empty line: one empty field
       if (!(spans.count === 1 && isBlank(buf, pos, next))) onRecord(buf, spans, recordLine);
       pos = next;
@@ -549,12 +551,6 @@ function isBlank(buf: Buffer, s: number, e: number): boolean {
   return true;
 }
 
-function countLines(buf: Buffer, s: number, e: number): number {
-  let n = 0;
-  for (let i = buf.indexOf(LF, s); i >= 0 && i < e; i = buf.indexOf(LF, i + 1)) n++;
-  return n;
-}
-
 function unquote(buf: Buffer, s: number, e: number, quoted: boolean): string {
   const text = buf.toString('utf8', s, e);
   return quoted ? text.replace(/""/g, '"') : text;
@@ -570,6 +566,7 @@ function parseRecord(buf: Buffer, pos: number, final: boolean, delim: number, sl
   const len = buf.length;
   let i = pos;
   let field = 0;
+  let newlines = 0;
   for (;;) {
     let s = i;
     let e: number;
@@ -583,6 +580,7 @@ function parseRecord(buf: Buffer, pos: number, final: boolean, delim: number, sl
           e = i; // unterminated quote at the end of the file: take what is there
           break;
         }
+        if (buf[i] === LF) newlines++;
         if (buf[i] === QUOTE) {
           if (i + 1 >= len && !final) return -1;
           if (buf[i + 1] === QUOTE) {
@@ -617,6 +615,7 @@ function parseRecord(buf: Buffer, pos: number, final: boolean, delim: number, sl
       continue;
     }
     spans.count = field;
+    spans.lines = newlines + (i < len ? 1 : 0);
     return i < len ? i + 1 : i; // past the LF
   }
 }

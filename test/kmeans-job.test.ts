@@ -109,6 +109,8 @@ test('errors: unknown column lists the header; a non-number names file:line:colu
   let e = await rejects(() => kmeans({ input, features: 'purchases,spend' }), 'ERR_COLUMN', /spend.*user_id, purchases, total/);
   assert.equal((e as Coded & { details: { header: string[] } }).details.header, ['user_id', 'purchases', 'total']);
   e = await rejects(() => kmeans({ input, features: 'purchases,total' }), 'ERR_BAD_INPUT', /bad\.csv:5:2: column "purchases" holds "many"/);
+  // line numbers count the line ends inside quoted fields
+  await rejects(() => kmeans({ input: file('multiline.csv', 'user_id,purchases,total\n"a\nb",1,2\r\nc,x,3\n'), features: 'purchases', k: 1 }), 'ERR_BAD_INPUT', /multiline\.csv:4:2:/);
   await rejects(() => kmeans({ input: file('few.csv', csv(USERS.slice(0, 2))), features: 'purchases,total', k: 3 }), 'ERR_TOO_FEW_POINTS');
   await rejects(() => kmeans({ input: file('empty.csv', 'user_id,purchases,total\n'), features: 'purchases', k: 1 }), 'ERR_TOO_FEW_POINTS');
   await rejects(() => kmeans({ input: file('short.csv', 'user_id,purchases,total\nu1,3\n'), features: 'purchases,total', k: 1 }), 'ERR_BAD_INPUT', /short\.csv:2/);
