@@ -37,7 +37,7 @@ export function defaultMemory(): number {
  */
 export const SCAN_EXPANSION = 3;
 
-/** How a job divides `--memory` (see docs/reliability.md). */
+/** How a job divides `--memory` (see the README, "Reliability"). */
 export interface MemoryPlan {
   /** Partial sections held in shared memory between scan and merge; the rest spill to files. */
   hold: number;

@@ -53,7 +53,7 @@ export interface AggregateOptions extends CommonOptions {
   force?: boolean;
   /** Folder for the job's temporary files (default: beside `out`). */
   tmpDir?: string;
-  /** Scale-out: redis://HOST:PORT of the `segflow worker` queue (docs/cluster.md). */
+  /** Scale-out: redis://HOST:PORT of the `segflow worker` queue (README, "Scale-out"). */
   cluster?: string;
   /** With `cluster`: s3://bucket/prefix or file:///path for partials, shards and the manifest. */
   store?: string;

@@ -1,7 +1,7 @@
 /**
  * Bad input: each case gives one clear message, the right error code (and so exit code), no stack
  * trace and no output folder. Every case runs through the library (fast); the command line, which
- * prints any SegflowError the same way, is checked on a few. (The table in docs/reliability.md lists
+ * prints any SegflowError the same way, is checked on a few. (The table in the README, "Reliability" lists
  * these same cases.)
  */
 import { test } from 'uvu';

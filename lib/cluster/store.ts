@@ -220,7 +220,7 @@ const clients = new Map<string, S3Client>();
 
 /** The S3 client for this process (one per endpoint; the SDK is loaded on first use). */
 async function s3client(): Promise<{ s3: S3Module; client: S3Client }> {
-  // segflow pins the SDK's last line for Node 20 on purpose (see docs/cluster.md)
+  // segflow pins the SDK's last line for Node 20 on purpose (see the README, "Scale-out")
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   s3module ??= import('@aws-sdk/client-s3');
   const s3 = await s3module;
