@@ -218,7 +218,12 @@ function assignStride(k: number, d: number): number {
   return P_COUNTS + k + k * d;
 }
 
-/** The k-means++ candidates per step: scikit-learn's `2 + int(np.log(k))`. */
+/**
+ * The k-means++ candidates per step: scikit-learn's `2 + int(np.log(k))`.
+ *
+ * @param k Clusters.
+ * @returns Candidates drawn per step.
+ */
 export function kppCandidates(k: number): number {
   return 2 + Math.floor(Math.log(k));
 }
