@@ -12,7 +12,7 @@ import { SegflowPool, abortError, defaultWorkers } from './pool.js';
 import { resolveInputs } from './inputs.js';
 import { readSchema, type FileSchema } from './schema.js';
 import { MiB, defaultRangeSize, planRanges, queueOrder, type Range } from './split.js';
-import type { RangeReject, ScanOutput, ScanTask } from './scan.js';
+import { scanTaskOf, type RangeReject, type ScanOutput } from './scan.js';
 import type { MergeOutput, MergeTask, SegmentRef } from './merge.js';
 import { parseFaults } from './faults.js';
 import { releaseShared } from './util/gc.js';
@@ -175,26 +175,7 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
     let taskIndex = 0;
     const runScan = async (r: Range, total: number): Promise<void> => {
       const s = schemas[r.fileIndex];
-      const task: ScanTask & { taskIndex: number } = {
-        file: s.file,
-        fileIndex: r.fileIndex,
-        rangeIndex: r.rangeIndex,
-        start: r.start,
-        end: r.end,
-        atRecordStart: r.atRecordStart,
-        compressed: s.compressed,
-        format: s.format,
-        delimiter: s.delimiter,
-        fieldCount: s.fieldCount,
-        user: s.user,
-        amount: s.amount,
-        quantity: s.quantity,
-        date: s.date,
-        keys: s.format === 'jsonl' ? s.names : undefined,
-        names: s.names,
-        partitions: shards,
-        taskIndex: taskIndex++,
-      };
+      const task = scanTaskOf(s.file, s, r, shards, taskIndex++);
       const label = s.compressed ? `${s.file} (whole file)` : `${s.file} bytes ${r.start}-${r.end}`;
       // only the attempt that succeeded returns: a failed attempt adds to no counter and no table
       const out = await pool.run<ScanOutput>('scan', task, {

@@ -139,6 +139,55 @@ function readBuffer(size: number): Buffer {
   return sharedBuffer;
 }
 
+/** How a file is read, as the plan resolved it (lib/schema.ts's FileSchema has these fields). */
+export interface ScanSchema {
+  compressed: boolean;
+  format: 'csv' | 'jsonl';
+  delimiter: number;
+  fieldCount: number;
+  user: number;
+  amount: number;
+  quantity: number;
+  date: number;
+  names: [string, string, string, string];
+}
+
+/** A range of a file to scan, in the plan's words. */
+export interface ScanRange {
+  fileIndex: number;
+  rangeIndex: number;
+  start: number;
+  end: number;
+  atRecordStart: boolean;
+}
+
+/**
+ * The scan task of one range: the one place that turns a plan (a file's schema and a range) into
+ * a task, for the local job, the cluster driver and the stream alike.
+ */
+export function scanTaskOf(file: string, s: ScanSchema, r: ScanRange, partitions: number, taskIndex: number): ScanTask & { taskIndex: number } {
+  return {
+    file,
+    fileIndex: r.fileIndex,
+    rangeIndex: r.rangeIndex,
+    start: r.start,
+    end: r.end,
+    atRecordStart: r.atRecordStart,
+    compressed: s.compressed,
+    format: s.format,
+    delimiter: s.delimiter,
+    fieldCount: s.fieldCount,
+    user: s.user,
+    amount: s.amount,
+    quantity: s.quantity,
+    date: s.date,
+    keys: s.format === 'jsonl' ? s.names : undefined,
+    names: s.names,
+    partitions,
+    taskIndex,
+  };
+}
+
 /** Scan one range and return its partial aggregates. */
 export async function scanRange(task: ScanTask): Promise<ScanOutput> {
   if (!(task.start >= 0) || !(task.end >= task.start)) {

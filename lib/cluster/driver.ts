@@ -25,7 +25,7 @@ import { SegflowError } from '../errors.js';
 import { SegflowPool, abortError } from '../pool.js';
 import { defaultRangeSize, planRanges, queueOrder, type Range } from '../split.js';
 import type { FileSchema } from '../schema.js';
-import type { ScanOutput, ScanTask } from '../scan.js';
+import { scanTaskOf, type ScanOutput, type ScanTask } from '../scan.js';
 import { F_DATE, F_QTY } from '../table.js';
 import { formatScaled } from '../util/exact.js';
 import { OutputDir } from '../output.js';
@@ -376,26 +376,7 @@ class Driver {
     const tasks = order.map((r) => {
       const s = plan.schemas[r.fileIndex];
       const index = indexOf(r);
-      const task: ScanTask & { taskIndex: number } = {
-        file: plan.sources[r.fileIndex],
-        fileIndex: r.fileIndex,
-        rangeIndex: r.rangeIndex,
-        start: r.start,
-        end: r.end,
-        atRecordStart: r.atRecordStart,
-        compressed: s.compressed,
-        format: s.format,
-        delimiter: s.delimiter,
-        fieldCount: s.fieldCount,
-        user: s.user,
-        amount: s.amount,
-        quantity: s.quantity,
-        date: s.date,
-        keys: s.format === 'jsonl' ? s.names : undefined,
-        names: s.names,
-        partitions: plan.shards,
-        taskIndex: index,
-      };
+      const task = scanTaskOf(plan.sources[r.fileIndex], s, r, plan.shards, index);
       const data: ScanJobData = {
         runId,
         store: store.url,

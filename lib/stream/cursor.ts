@@ -11,7 +11,7 @@
  */
 import fs from 'node:fs';
 import type { FileSchema } from '../schema.js';
-import type { ScanTask } from '../scan.js';
+import { scanTaskOf, type ScanTask } from '../scan.js';
 import type { CursorRecord, CursorSchema } from './checkpoint.js';
 
 const NL = 10;
@@ -242,25 +242,5 @@ export function planBatch(cursors: Cursor[], budget: number, workers: number): P
 
 /** The scan task of a range (lib/scan.ts), with one partition: the state is not sharded. */
 export function scanTask(p: Piece, taskIndex: number): ScanTask & { taskIndex: number } {
-  const s = p.cursor.schema;
-  return {
-    file: p.cursor.readPath(),
-    fileIndex: 0,
-    rangeIndex: 0,
-    start: p.start,
-    end: p.end,
-    atRecordStart: p.atRecordStart,
-    compressed: s.compressed,
-    format: s.format,
-    delimiter: s.delimiter,
-    fieldCount: s.fieldCount,
-    user: s.user,
-    amount: s.amount,
-    quantity: s.quantity,
-    date: s.date,
-    keys: s.format === 'jsonl' ? s.names : undefined,
-    names: s.names,
-    partitions: 1,
-    taskIndex,
-  };
+  return scanTaskOf(p.cursor.readPath(), p.cursor.schema, { fileIndex: 0, rangeIndex: 0, start: p.start, end: p.end, atRecordStart: p.atRecordStart }, 1, taskIndex);
 }
