@@ -22,9 +22,25 @@ import { SegflowError } from './errors.js';
 /** The delimiter value that means "runs of blanks" (whitespace-separated text). */
 export const WHITESPACE = -1;
 
-/** One scan task: a pure function of its fields (a byte range in, a partial out). */
-export interface ScanTask {
-  file: string;
+/** How a file is read, as the plan resolved it (lib/schema.ts's FileSchema has these fields). */
+export interface ScanSchema {
+  compressed: boolean;
+  format: 'csv' | 'jsonl';
+  /** A byte value, or {@link WHITESPACE}. */
+  delimiter: number;
+  /** Fields every CSV row must have (the header's count). */
+  fieldCount: number;
+  /** Field indexes (CSV) or -1; JSON Lines finds its fields by `names`. */
+  user: number;
+  amount: number;
+  quantity: number;
+  date: number;
+  /** Column names (user, amount, quantity, date; '' when unused), for JSON keys and reject reasons. */
+  names: [string, string, string, string];
+}
+
+/** A range of a file to scan, in the plan's words. */
+export interface ScanRange {
   fileIndex: number;
   rangeIndex: number;
   /** Absolute byte offsets; `end` is exclusive. */
@@ -32,25 +48,17 @@ export interface ScanTask {
   end: number;
   /** `start` is known to be the first byte of a record (the first range of a file, after its header). */
   atRecordStart: boolean;
-  compressed: boolean;
-  format: 'csv' | 'jsonl';
-  /** A byte value, or {@link WHITESPACE}. */
-  delimiter: number;
-  /** Fields every CSV row must have (the header's count). */
-  fieldCount: number;
-  /** Field indexes (CSV) or -1; names for JSON Lines in `keys`. */
-  user: number;
-  amount: number;
-  quantity: number;
-  date: number;
+}
+
+/** One scan task: a pure function of its fields (a byte range in, a partial out). */
+export interface ScanTask extends ScanSchema, ScanRange {
+  file: string;
   /** JSON Lines: the keys for user, amount, quantity, date ('' when unused). */
   keys?: [string, string, string, string];
-  /** Column names, for reject reasons. */
-  names: [string, string, string, string];
   partitions: number;
   /** Read buffer size (default 8 MiB). */
   chunkSize?: number;
-  /** A record longer than this is rejected as an unterminated quote (default 1 MiB). */
+  /** A line or record longer than this is rejected (default 1 MiB). */
   maxRecordBytes?: number;
 }
 
@@ -137,28 +145,6 @@ function takeBatch(): BatchArrays {
 function readBuffer(size: number): Buffer {
   if (!sharedBuffer || sharedBuffer.length < size) sharedBuffer = Buffer.allocUnsafe(size);
   return sharedBuffer;
-}
-
-/** How a file is read, as the plan resolved it (lib/schema.ts's FileSchema has these fields). */
-export interface ScanSchema {
-  compressed: boolean;
-  format: 'csv' | 'jsonl';
-  delimiter: number;
-  fieldCount: number;
-  user: number;
-  amount: number;
-  quantity: number;
-  date: number;
-  names: [string, string, string, string];
-}
-
-/** A range of a file to scan, in the plan's words. */
-export interface ScanRange {
-  fileIndex: number;
-  rangeIndex: number;
-  start: number;
-  end: number;
-  atRecordStart: boolean;
 }
 
 /**
