@@ -7,6 +7,8 @@
 export { aggregate } from './aggregate.js';
 export { segment } from './segment.js';
 export { kmeans, fitSegments, nameSegments, assignWithModel } from './kmeans-job.js';
+export { fitKMeans, assignNearest, silhouetteScore } from './kmeans.js';
+export { fitScaler, applyScaler, invertScaler } from './scale.js';
 export { stream, exportState } from './stream/index.js';
 export { generate } from './generate.js';
 export { benchWorkers } from './bench.js';
@@ -25,4 +27,5 @@ export type { PoolOptions } from './pool.js';
 export type { GenerateOptions, GenerateSummary } from './generate.js';
 export type { BenchOptions, BenchResult, BenchRow } from './bench.js';
 export type { ScaleMethod, Scaler } from './scale.js';
+export type { KMeansOptions, KMeansResult } from './kmeans.js';
 export type { ReportData } from './report.js';
