@@ -130,8 +130,8 @@ export interface SubFilter {
 }
 
 /** Fold sections into a table whose scales are the job's (only one sub-partition's keys with `only`). */
-export function mergeSections(sections: Iterable<Section>, flags: number, scale: number, qscale: number, only?: SubFilter): KeyTable {
-  const t = new KeyTable(flags, 1024);
+export function mergeSections(sections: Iterable<Section>, flags: number, scale: number, qscale: number, only?: SubFilter, expectedKeys = 1024): KeyTable {
+  const t = new KeyTable(flags, Math.max(1024, expectedKeys));
   t.scale = scale;
   t.qscale = qscale;
   const filter = only !== undefined && only.subs > 1;
@@ -458,14 +458,17 @@ export function mergePartition(task: MergeTask): MergeOutput {
   const out = new ChunkWriter(tmpOut);
   try {
     out.text(shardHeader(task.flags));
+    // presize the table: about 47 bytes per section row; the sections of a partition mostly share
+    // their keys, so three times an average section's keys rarely needs a growth (which rehashes)
+    const expected = Math.ceil((3 * inputBytes) / 47 / Math.max(1, task.segments.length) / subs);
     if (subs === 1) {
-      const t = mergeSections(eachSection(task.segments), task.flags, task.scale, task.qscale);
+      const t = mergeSections(eachSection(task.segments), task.flags, task.scale, task.qscale, undefined, expected);
       users = t.size;
       add(formatRows(t, task.dateHasTime, out, false));
     } else {
       for (let sub = 0; sub < subs; sub++) {
         const only = { partition: task.partition, partitions: task.partitions, subs, sub };
-        let t: KeyTable | undefined = mergeSections(eachSection(task.segments), task.flags, task.scale, task.qscale, only);
+        let t: KeyTable | undefined = mergeSections(eachSection(task.segments), task.flags, task.scale, task.qscale, only, expected);
         users += t.size;
         const file = path.join(scratch, `${tag}.run${sub}`);
         runs.push(file);
