@@ -267,6 +267,8 @@ class RangeScanner {
   readonly task: ScanTask;
   readonly table: ScanTable;
   done = false;
+  /** A comma may be the decimal mark (the delimiter is not a comma, and the file is not JSON). */
+  private readonly decimalComma: boolean;
   /** Inside a line rejected as longer than maxRecordBytes: skip to its end. */
   private longLine = false;
   /** Still looking for the first record (the range started mid-line). */
@@ -315,6 +317,7 @@ class RangeScanner {
     this.skipping = !task.atRecordStart;
     this.end = task.end;
     this.delim = task.delimiter;
+    this.decimalComma = task.format === 'csv' && task.delimiter !== 44;
     this.hasQty = task.quantity >= 0 || (task.format === 'jsonl' && !!task.keys?.[2]);
     this.hasDate = task.date >= 0 || (task.format === 'jsonl' && !!task.keys?.[3]);
     // sized for the range (about one key per 64 bytes) so that it rarely grows while scanning
@@ -777,7 +780,7 @@ class RangeScanner {
     if (!digits || ke - ks > 15 || (src[ks] === 48 && ke - ks > 1)) num = -1;
     const out = this.out;
     // the amount
-    let st = fs[1] < 0 ? EMPTY : parseDecimal(src, fs[1], fe[1], out);
+    let st = fs[1] < 0 ? EMPTY : parseDecimal(src, fs[1], fe[1], out, this.decimalComma);
     if (st !== OK) return this.reject(buf, p, ce, base, numberReason(st, 'amount', names[1], src, fs[1], fe[1]));
     let m = out.m;
     let dp = out.dp;
@@ -785,7 +788,7 @@ class RangeScanner {
     let qdp = 0;
     let big: bigint | undefined;
     if (this.hasQty) {
-      st = fs[2] < 0 ? EMPTY : parseDecimal(src, fs[2], fe[2], out);
+      st = fs[2] < 0 ? EMPTY : parseDecimal(src, fs[2], fe[2], out, this.decimalComma);
       if (st !== OK) return this.reject(buf, p, ce, base, numberReason(st, 'quantity', names[2], src, fs[2], fe[2]));
       q = out.m;
       qdp = out.dp;

@@ -171,6 +171,16 @@ test('price x quantity with decimals in both, and quantity / date columns', asyn
   assert.is(text, 'user_id,purchases,total,quantity,first_date,last_date\n7,2,3.175,-0.5,2010-12-01 08:45:00,2011-01-02 10:00:00\n8,1,3.000,3.0,2010-01-05 00:00:00,2010-01-05 00:00:00\n');
 });
 
+test('semicolon files may use a decimal comma; a comma after a point is rejected, not guessed', async () => {
+  const file = path.join(tmp, 'eu.csv');
+  fs.writeFileSync(file, 'kunde;betrag\n1;12,50\n1;1,25\n2;3\n2;1.234,50\n');
+  const out = path.join(tmp, 'eu-out');
+  const s = await aggregate({ input: file, out, pool: pool1, force: true, shards: 1, userCol: 'kunde', amountCol: 'betrag' });
+  assert.equal(s.rows, { read: 4, counted: 3, rejected: 1, emptyLines: 0 });
+  assert.is(s.total, '16.75');
+  assert.is(fs.readFileSync(path.join(out, 'users-00000-of-00001.csv'), 'utf8'), 'user_id,purchases,total\n1,2,13.75\n2,1,3.00\n');
+});
+
 test('a line longer than the record limit is rejected, and the next lines are read', async () => {
   const file = path.join(tmp, 'long.csv');
   fs.writeFileSync(file, 'user_id,amount\n1,2.5\n2,' + '9'.repeat(20_000_000) + '\n3,1\n');

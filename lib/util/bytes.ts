@@ -25,9 +25,11 @@ const TAB = 9;
 
 /**
  * Parse a decimal number ([+-]digits[.digits][e[+-]digits], surrounding blanks allowed) exactly
- * into out.m / out.dp. At most 15 significant digits (so m is exact in float64).
+ * into out.m / out.dp. At most 15 significant digits (so m is exact in float64). With
+ * `decimalComma` (files whose delimiter is not a comma), `12,50` is read as 12.50; a comma after a
+ * point (`1.234,50`) is still an error, never a guess.
  */
-export function parseDecimal(src: Uint8Array, s: number, e: number, out: ParseOut): number {
+export function parseDecimal(src: Uint8Array, s: number, e: number, out: ParseOut, decimalComma = false): number {
   while (s < e && (src[s] === SP || src[s] === TAB)) s++;
   while (e > s && (src[e - 1] === SP || src[e - 1] === TAB)) e--;
   if (s === e) return EMPTY;
@@ -50,7 +52,7 @@ export function parseDecimal(src: Uint8Array, s: number, e: number, out: ParseOu
       if (m !== 0 || c !== 48) digits++;
       m = m * 10 + (c - 48);
       if (dot) dp++;
-    } else if (c === 46 /* . */ && !dot) {
+    } else if ((c === 46 /* . */ || (decimalComma && c === 44)) /* , */ && !dot) {
       dot = true;
     } else break;
   }
