@@ -41,11 +41,18 @@ export interface ColumnOptions {
 }
 
 /** Names tried, in order, when no column is named (compared lower-case without punctuation). */
-export const USER_NAMES = ['user_id', 'userid', 'customer_id', 'customerid', 'User_ID', 'CustomerID', 'user', 'customer', 'client_id', 'cust_id', 'member_id', 'buyer_id', 'account_id'];
-export const AMOUNT_NAMES = ['purchase', 'amount', 'price', 'unitprice', 'sales', 'total', 'dollar_value', 'revenue', 'sale_amount', 'total_amount', 'spend', 'value'];
+export const USER_NAMES = [
+  'user_id', 'userid', 'customer_id', 'customerid', 'User_ID', 'CustomerID', 'user', 'customer', 'client_id', 'client',
+  'cust_id', 'customer_no', 'customer_number', 'customer_unique_id', 'member_id', 'buyer_id', 'shopper_id', 'account_id',
+];
+export const AMOUNT_NAMES = [
+  'purchase', 'amount', 'price', 'unitprice', 'sales', 'total', 'dollar_value', 'revenue', 'sale_amount', 'sales_amount',
+  'total_amount', 'purchase_amount', 'order_amount', 'order_total', 'order_value', 'line_total', 'net_amount', 'payment_value',
+  'spend', 'value',
+];
 /** An amount column found under one of these names is a unit price: a quantity column is looked for. */
 const PRICE_NAMES = ['price', 'unitprice', 'unit_price'];
-export const QUANTITY_NAMES = ['quantity', 'qty', 'units', 'number_of_items'];
+export const QUANTITY_NAMES = ['quantity', 'qty', 'units', 'number_of_items', 'item_count', 'units_sold'];
 
 const norm = (s: string): string => s.toLowerCase().replace(/[^a-z0-9]/g, '');
 
