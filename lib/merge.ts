@@ -19,7 +19,7 @@ import path from 'node:path';
 import { KeyTable, COUNT, SUM } from './table.js';
 import { decodeSection, type Section } from './partial.js';
 import { csvField, shardHeader, sortedIds } from './shard.js';
-import { LIMB_MAX, POW10, addBig, addExact, formatScaled, limbsToBig } from './util/exact.js';
+import { POW10, addExact, addLimbs, formatScaled, limbsToBig } from './util/exact.js';
 import { formatDate } from './util/bytes.js';
 import { heldShared } from './util/gc.js';
 
@@ -100,18 +100,6 @@ export function loadSegment(ref: SegmentRef, scratch?: { buf: ArrayBuffer }): Se
     fs.closeSync(fd);
   }
   return decodeSection(buf);
-}
-
-/** Add limbs (lo, hi) at decimal places `from` into the limbs at acc[at] at places `to` >= from. */
-function addLimbs(acc: Float64Array, at: number, lo: number, hi: number, from: number, to: number): void {
-  if (from === to) {
-    addExact(acc, at, lo);
-    acc[at + 1] += hi;
-    return;
-  }
-  const v = lo * POW10[to - from];
-  if (hi === 0 && v <= LIMB_MAX && v >= -LIMB_MAX) addExact(acc, at, v);
-  else addBig(acc, at, limbsToBig(lo, hi) * 10n ** BigInt(to - from));
 }
 
 /** Which of `subs` sub-partitions of partition p (of P) a key hash falls in. */

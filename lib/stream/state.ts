@@ -8,7 +8,7 @@
  */
 import { KeyTable, COUNT, NUM, SUM, F_DATE, F_QTY } from '../table.js';
 import type { Section } from '../partial.js';
-import { LIMB_MAX, POW10, addBig, addExact, formatScaled, limbsToBig } from '../util/exact.js';
+import { LIMB_MAX, POW10, addExact, addLimbs, formatScaled, limbsToBig } from '../util/exact.js';
 import { assignNearest } from '../kmeans.js';
 import { SegflowError } from '../errors.js';
 import type { StreamModel } from './model.js';
@@ -21,18 +21,6 @@ const TWO32 = 2 ** 32;
  * with blocks of 64, 210-230 with blocks of 8 to 16.
  */
 const FOLD_BLOCK = 16;
-
-/** Add limbs (lo, hi) at decimal places `from` into the limbs at acc[at] at places `to` >= from. */
-function addLimbs(acc: Float64Array, at: number, lo: number, hi: number, from: number, to: number): void {
-  if (from === to) {
-    addExact(acc, at, lo);
-    acc[at + 1] += hi;
-    return;
-  }
-  const v = lo * POW10[to - from];
-  if (hi === 0 && v <= LIMB_MAX && v >= -LIMB_MAX) addExact(acc, at, v);
-  else addBig(acc, at, limbsToBig(lo, hi) * 10n ** BigInt(to - from));
-}
 
 /** The value of two limbs at `scale` decimal places, as a float (a feature, not a total). */
 function limbsValue(lo: number, hi: number, scale: number): number {

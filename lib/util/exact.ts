@@ -65,6 +65,18 @@ export function rescaleLimbs(acc: Float64Array, i: number, d: number): void {
   setBig(acc, i, limbsToBig(acc[i], acc[i + 1]) * 10n ** BigInt(d));
 }
 
+/** Add limbs (lo, hi) at decimal places `from` into the limbs at acc[at] at places `to` >= from (exact). */
+export function addLimbs(acc: Float64Array, at: number, lo: number, hi: number, from: number, to: number): void {
+  if (from === to) {
+    addExact(acc, at, lo);
+    acc[at + 1] += hi;
+    return;
+  }
+  const v = lo * POW10[to - from];
+  if (hi === 0 && v <= LIMB_MAX && v >= -LIMB_MAX) addExact(acc, at, v);
+  else addBig(acc, at, limbsToBig(lo, hi) * 10n ** BigInt(to - from));
+}
+
 /** Format a scaled integer with `scale` decimal places: (12345n, 2) -> "123.45". */
 export function formatScaled(v: bigint | number, scale: number): string {
   let neg = false;
