@@ -18,22 +18,7 @@ export const FOOTER = 16;
 export type SectionRef = [offset: number, length: number, keys: number];
 
 /** What a scan attempt reports about its range (everything of ScanOutput but the data). */
-export interface ScanMeta {
-  fileIndex: number;
-  rangeIndex: number;
-  keys: number;
-  rows: number;
-  rejected: number;
-  emptyLines: number;
-  newlines: number;
-  firstRecord: number;
-  endOffset: number;
-  quotedNewlines: number;
-  scale: number;
-  qscale: number;
-  dateHasTime: boolean;
-  tableBytes: number;
-}
+export type ScanMeta = Omit<ScanOutput, 'sections' | 'rejects'>;
 
 /** The index of a partial object. */
 export interface PartialIndex extends ScanMeta {

@@ -22,6 +22,7 @@ import { SegflowError } from '../errors.js';
 import { StreamState } from './state.js';
 import type { ModelInput, StreamModel } from './model.js';
 import type { InputSummary } from '../types.js';
+import type { ScanSchema } from '../scan.js';
 
 export const CHECKPOINT = 'checkpoint.msgpack';
 const FORMAT = 'segflow-stream-checkpoint';
@@ -44,17 +45,8 @@ export interface CursorRecord {
   base: number;
 }
 
-/** How a cursor's file is parsed (the parts of lib/schema.ts's FileSchema a scan task needs). */
-export interface CursorSchema {
-  format: 'csv' | 'jsonl';
-  delimiter: number;
-  fieldCount: number;
-  user: number;
-  amount: number;
-  quantity: number;
-  date: number;
-  names: [string, string, string, string];
-  compressed: boolean;
+/** How a cursor's file is parsed: a scan task's schema, plus what a followed file needs. */
+export interface CursorSchema extends ScanSchema {
   /** The header line's text ('' without one): a truncated followed file that starts with it again skips it. */
   headerText: string;
   dataStart: number;
