@@ -20,7 +20,7 @@ export { SegflowError, ERROR_CODES } from './errors.js';
 
 export type { AggregateOptions, AggregateSummary, CommonOptions, InputSummary, ProgressEvent, SegmentSummary, Stage } from './types.js';
 export type { SegmentOptions, SegmentModel } from './segment.js';
-export type { KMeansJobOptions, KMeansJobResult, KMeansModel, KRangeEntry, FitSegmentsOptions, SegmentsFit } from './kmeans-job.js';
+export type { FitOptions, KMeansJobOptions, KMeansJobResult, KMeansModel, KRangeEntry, FitSegmentsOptions, SegmentsFit } from './kmeans-job.js';
 export type { StreamHandle, StreamSummary, StreamExportSummary, ChangeEvent, StreamExportOptions, StreamMetrics, StreamOptions } from './stream/index.js';
 export type { ErrorCode } from './errors.js';
 export type { PoolOptions } from './pool.js';

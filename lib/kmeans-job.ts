@@ -57,12 +57,8 @@ export interface KMeansModel {
   names?: string[];
 }
 
-/** Options of {@link kmeans}: the `segflow kmeans` flags in camelCase. */
-export interface KMeansJobOptions extends CommonOptions {
-  /** CSV files, folders or globs (`users-*.csv`); `.gz` is read too. */
-  input: string | string[];
-  /** Numeric columns to cluster on, by header name: an array or a comma-separated string. */
-  features: string | string[];
+/** The k-means settings shared by `kmeans`, `fitSegments` and `segment`. */
+export interface FitOptions {
   /** Clusters (default 3). */
   k?: number;
   /** Seed of the k-means++ draws (default 42). */
@@ -73,8 +69,20 @@ export interface KMeansJobOptions extends CommonOptions {
   maxIter?: number;
   /** scikit-learn's tol: times the mean feature variance bounds the squared centre shift (default 1e-4). */
   tol?: number;
-  /** Feature scaling (default `zscore`). */
+  /** Feature scaling (default `zscore` for `kmeans`, `log-zscore` for `fitSegments` and `segment`). */
   scale?: ScaleMethod;
+  /** Points per block of the k-means passes (default 65,536; results depend on it, not on workers). */
+  blockSize?: number;
+  /** Blocks per pool task (default: one task per worker per pass). */
+  blocksPerTask?: number;
+}
+
+/** Options of {@link kmeans}: the `segflow kmeans` flags in camelCase. */
+export interface KMeansJobOptions extends CommonOptions, FitOptions {
+  /** CSV files, folders or globs (`users-*.csv`); `.gz` is read too. */
+  input: string | string[];
+  /** Numeric columns to cluster on, by header name: an array or a comma-separated string. */
+  features: string | string[];
   /** The id column written to assignments.csv (default: the first column). */
   idCol?: string;
   /** Write `assignments.csv` and `model.json` into this folder. */
@@ -87,10 +95,6 @@ export interface KMeansJobOptions extends CommonOptions {
   delimiter?: string;
   /** Points sampled for the silhouette of each k in `kRange` (default 10,000). */
   silhouetteSample?: number;
-  /** Points per block of the k-means passes (default 65,536; results depend on it, not on workers). */
-  blockSize?: number;
-  /** Blocks per pool task (default: one task per worker per pass). */
-  blocksPerTask?: number;
 }
 
 /** One k of a `kRange` run. */
@@ -141,16 +145,7 @@ export interface KMeansJobResult {
 }
 
 /** Options of {@link fitSegments}. */
-export interface FitSegmentsOptions extends CommonOptions {
-  k?: number;
-  seed?: number;
-  nInit?: number;
-  maxIter?: number;
-  tol?: number;
-  /** Default `log-zscore`. */
-  scale?: ScaleMethod;
-  blockSize?: number;
-  blocksPerTask?: number;
+export interface FitSegmentsOptions extends CommonOptions, FitOptions {
   onIteration?: (info: IterationInfo) => void;
 }
 

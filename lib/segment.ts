@@ -4,24 +4,15 @@
  */
 import fs from 'node:fs';
 import { runAggregate, shardName } from './aggregate.js';
-import { fitSegments, type KMeansModel } from './kmeans-job.js';
+import { fitSegments, type FitOptions, type KMeansModel } from './kmeans-job.js';
 import { SegflowError } from './errors.js';
 import { abortError } from './pool.js';
 import { formatScaled } from './util/exact.js';
-import type { ScaleMethod } from './scale.js';
 import type { AggregateOptions, AggregateSummary, ProgressEvent, SegmentSummary } from './types.js';
 import { writeReport } from './report.js';
 
 /** Options of {@link segment}: the aggregate options plus the k-means ones. */
-export interface SegmentOptions extends AggregateOptions {
-  /** Segments (default 3: High, Medium, Low). */
-  k?: number;
-  seed?: number;
-  nInit?: number;
-  maxIter?: number;
-  tol?: number;
-  /** Feature scaling (default log-zscore). */
-  scale?: ScaleMethod;
+export interface SegmentOptions extends AggregateOptions, Pick<FitOptions, 'k' | 'seed' | 'nInit' | 'maxIter' | 'tol' | 'scale'> {
   /** Skip report.html. */
   noReport?: boolean;
 }
