@@ -101,6 +101,7 @@ export class SegflowPool {
       resourceLimits: options.maxOldGenerationSizeMb ? { maxOldGenerationSizeMb: options.maxOldGenerationSizeMb } : undefined,
       // one environment for the process: SEGFLOW_FAULTS set after the pool started still applies
       env: SHARE_ENV,
+      execArgv: workerExecArgv(),
     });
     // a worker that dies is replaced by Piscina; its task's promise rejects and we retry it.
     this.#piscina.on('error', () => {});
@@ -208,6 +209,19 @@ export class SegflowPool {
     for (const w of this.#waiting.splice(0)) w();
     await this.#piscina.destroy();
   }
+}
+
+/**
+ * Node flags for the worker threads. Piscina loads a task module with require() first; on Node
+ * 20.19+ that is require(esm), and a worker stopped while require(esm) instantiates a module
+ * aborts the whole process (V8 CHECK "IsGraphAsync must be used on an instantiated module", seen
+ * in CI when a pool was destroyed while a replacement worker was still loading). With require(esm)
+ * off in the workers, Piscina falls back to import(), which a termination ends cleanly.
+ */
+export function workerExecArgv(): string[] {
+  const off = '--no-experimental-require-module';
+  const known = process.allowedNodeEnvironmentFlags.has('--experimental-require-module');
+  return known && !process.execArgv.includes(off) ? [...process.execArgv, off] : process.execArgv;
 }
 
 /** Words for a worker that died: Piscina's messages, made plain. */
