@@ -3,6 +3,7 @@
  * partial sections, merge every partition on the pool, write rejects and the summary, commit.
  * The coordinator never parses rows.
  */
+import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,7 +13,7 @@ import { SegflowPool, abortError, defaultWorkers } from './pool.js';
 import { resolveInputs } from './inputs.js';
 import { readSchema, type FileSchema } from './schema.js';
 import { MiB, defaultRangeSize, planRanges, queueOrder, type Range } from './split.js';
-import { scanTaskOf, type RangeReject, type ScanOutput } from './scan.js';
+import { rangeKey, scanTaskOf, type FlushTask, type RangeReject, type ScanOutput } from './scan.js';
 import type { MergeOutput, MergeTask, SegmentRef } from './merge.js';
 import { parseFaults } from './faults.js';
 import { releaseShared } from './util/gc.js';
@@ -72,6 +73,12 @@ export function planMemory(memory: number, workers: number): MemoryPlan {
     workerHeapMb: Math.max(256, Math.ceil(task / MiB)),
   };
 }
+
+/**
+ * Jobs of this process that ended, newest last: scan tasks carry the list, so a worker drops a
+ * table it still holds for one of them (an aborted or failed job never collected it).
+ */
+const endedJobs: string[] = [];
 
 /** The name of shard p of P. */
 export function shardName(prefix: string, p: number, P: number): string {
@@ -146,6 +153,7 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
   }
   // the job's own signal: the caller's abort, or the first task that fails for good, stops the rest
   const job = new AbortController();
+  const jobId = randomUUID();
   const onAbort = (): void => job.abort();
   signal?.addEventListener('abort', onAbort, { once: true });
   const spill = new SpillStore(output.file('_spill'), budget.hold);
@@ -169,13 +177,30 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
     const t1 = performance.now();
     let retries = 0;
     const results = new Map<string, ScanOutput>();
-    const key = (r: { fileIndex: number; rangeIndex: number }): string => `${r.fileIndex}:${r.rangeIndex}`;
+    const key = rangeKey;
+    // with more ranges than workers, each worker folds its ranges into one table that it keeps
+    // (scan.ts, HoldOptions) and hands over at the end: every key is encoded and merged once per
+    // worker instead of once per range
+    let holding = ranges.length > pool.workers;
+    /** Ranges whose rows went into a held table, and ranges whose rows some output's sections hold. */
+    const heldKeys = new Set<string>();
+    const covered = new Set<string>();
+    /** The held tables handed over at the end of the scan. */
+    let collected: ScanOutput[] = [];
     // bytes of input whose row count is not known yet; gzip sizes are estimates, so no early verdict
     const exactSizes = !schemas.some((s) => s.compressed);
+    // a range keeps its task number and attempt count when it is scanned again
     let taskIndex = 0;
-    const runScan = async (r: Range, total: number): Promise<void> => {
+    const taskIndexes = new Map<string, number>();
+    const attempts = new Map<string, number>();
+    const runScan = async (r: Range, total: number, hold: boolean): Promise<void> => {
       const s = schemas[r.fileIndex];
-      const task = scanTaskOf(s.file, s, r, shards, taskIndex++);
+      const k = key(r);
+      if (!taskIndexes.has(k)) taskIndexes.set(k, taskIndex++);
+      const task = scanTaskOf(s.file, s, r, shards, taskIndexes.get(k)!);
+      if (hold) task.hold = { job: jobId, maxBytes: budget.task, ended: [...endedJobs] };
+      task.priorAttempts = attempts.get(k) ?? 0;
+      attempts.set(k, task.priorAttempts + 1);
       const label = s.compressed ? `${s.file} (whole file)` : `${s.file} bytes ${r.start}-${r.end}`;
       // only the attempt that succeeded returns: a failed attempt adds to no counter and no table
       const out = await pool.run<ScanOutput>('scan', task, {
@@ -183,6 +208,7 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
         label,
         onRetry: () => {
           retries++;
+          attempts.set(k, attempts.get(k)! + 1);
         },
       });
       const prev = results.get(key(r));
@@ -192,7 +218,11 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
       }
       results.set(key(r), out);
       rejects.hold(out);
-      await spill.hold(out);
+      if (out.held) heldKeys.add(key(r));
+      else {
+        for (const k of out.covers ?? [key(r)]) covered.add(k);
+        await spill.hold(out);
+      }
       progress.scanned(r.weight, out.rows, out.rejected, total);
       if (maxBadRatio < 1 && progress.rejects > 0 && exactSizes) {
         // fail early only when no rows still to come could bring the ratio back under the limit
@@ -202,25 +232,59 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
         if (progress.rejects > maxBadRatio * atMost) throw tooManyRejects(progress.rejects, progress.records + progress.rejects, maxBadRatio, rejects.sample(), unread > 0);
       }
     };
-    await runAll(queueOrder(ranges), (r) => runScan(r, ranges.length), job);
+    /** Collect (or drop) the held tables: one flush task per worker, each on its own worker. */
+    const flushHeld = async (discard: boolean): Promise<ScanOutput[]> => {
+      const barrier = new SharedArrayBuffer(4);
+      const outs: ScanOutput[] = [];
+      const task: FlushTask = { job: jobId, partitions: shards, discard, barrier, workers: pool.workers, waitMs: 10_000 };
+      await runAll(
+        Array.from({ length: pool.workers }, (_, i) => i),
+        async () => {
+          outs.push(...(await pool.run<ScanOutput[]>('flush', task, { signal: job.signal, label: 'handing over the held tables', onRetry: () => retries++ })));
+        },
+        job,
+      );
+      return outs;
+    };
+    /** Forget every range's result (they are scanned again). */
+    const forget = (r: Range): void => {
+      const old = results.get(key(r));
+      if (!old) return;
+      spill.release(old);
+      rejects.release(old);
+      progress.unscan(r.weight, old.rows, old.rejected);
+      results.delete(key(r));
+    };
+    await runAll(queueOrder(ranges), (r) => runScan(r, ranges.length, holding), job);
 
     // a file whose quoted fields span lines cannot be split by bytes: read it again in one range
     const whole = new Set<number>();
     for (const out of results.values()) {
       if (out.quotedNewlines > 0 && ranges.filter((r) => r.fileIndex === out.fileIndex).length > 1) whole.add(out.fileIndex);
     }
+    let again: Range[] = [];
+    let rescanned = 0;
+    if (holding && whole.size > 0) {
+      // held tables mix the rows of every file: drop them and scan everything again, unheld
+      await flushHeld(true);
+      for (const r of ranges) forget(r);
+      again = ranges.filter((r) => !whole.has(r.fileIndex));
+      holding = false;
+    } else if (holding) {
+      collected = await flushHeld(false);
+      for (const out of collected) {
+        for (const k of out.covers ?? []) covered.add(k);
+        await spill.hold(out);
+      }
+      // a table lost with its worker (a crash, a timeout, a failed task): scan its ranges again
+      again = ranges.filter((r) => heldKeys.has(key(r)) && !covered.has(key(r)));
+      rescanned = again.length;
+      for (const r of again) forget(r);
+    }
     if (whole.size > 0) {
       for (const fi of whole) {
         warnings.push(`${schemas[fi].file}: quoted fields span lines, so byte ranges cannot place every record; the file was read again in one range`);
-        for (const r of ranges.filter((x) => x.fileIndex === fi)) {
-          const old = results.get(key(r));
-          if (old) {
-            spill.release(old);
-            rejects.release(old);
-            progress.unscan(r.weight, old.rows, old.rejected);
-            results.delete(key(r));
-          }
-        }
+        for (const r of ranges.filter((x) => x.fileIndex === fi)) forget(r);
       }
       const redo: Range[] = [...whole].map((fi) => ({
         fileIndex: fi,
@@ -231,9 +295,12 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
         weight: schemas[fi].size - schemas[fi].dataStart,
       }));
       ranges = ranges.filter((r) => !whole.has(r.fileIndex)).concat(redo);
-      await runAll(redo, (r) => runScan(r, ranges.length), job);
+      again = again.concat(redo);
     }
+    if (again.length > 0) await runAll(again, (r) => runScan(r, ranges.length, false), job);
     const outs = [...results.values()];
+    // the outputs that carry sections: unheld ranges' and the collected tables
+    const partials = outs.filter((o) => !o.held).concat(collected);
     const rowsCounted = outs.reduce((s, o) => s + o.rows, 0);
     const rowsRejected = outs.reduce((s, o) => s + o.rejected, 0);
     const seen = rowsCounted + rowsRejected;
@@ -242,8 +309,8 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
 
     // --- merge
     const t2 = performance.now();
-    const scale = Math.max(0, ...outs.map((o) => o.scale));
-    const qscale = Math.max(0, ...outs.map((o) => o.qscale));
+    const scale = Math.max(0, ...partials.map((o) => o.scale));
+    const qscale = Math.max(0, ...partials.map((o) => o.qscale));
     const dateHasTime = outs.some((o) => o.dateHasTime);
     const shardFiles: string[] = [];
     for (let p = 0; p < shards; p++) shardFiles.push(shardName('users', p, shards));
@@ -255,7 +322,7 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
         const task: MergeTask = {
           partition: p,
           partitions: shards,
-          segments: outs.map((o) => spill.ref(o, p)),
+          segments: partials.map((o) => spill.ref(o, p)),
           flags,
           scale,
           qscale,
@@ -266,7 +333,7 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
         };
         merged[p] = await pool.run<MergeOutput>('merge', task, { signal: job.signal, label: `partition ${p} (${shardFiles[p]})`, onRetry: () => retries++ });
         // partition p's sections are no longer needed: let their shared memory go
-        spill.dropPartition(outs, p);
+        spill.dropPartition(partials, p);
         progress.emit('merge', ++mergedCount, shards);
       },
       job,
@@ -302,6 +369,7 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
       memory,
       spilled: { partitions: spill.spilledSections, bytes: spill.spilledBytes },
       retries,
+      rescanned,
       warnings,
       timings: roundTimings(timings),
       mbPerSec: Math.round((totalBytes / 1e6 / (timings.total / 1000)) * 10) / 10,
@@ -315,6 +383,8 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
     throw err;
   } finally {
     signal?.removeEventListener('abort', onAbort);
+    endedJobs.push(jobId);
+    if (endedJobs.length > 16) endedJobs.shift();
   }
 }
 

@@ -22,6 +22,7 @@ const TASK_FILES = {
   merge: new URL('../workers/merge.js', import.meta.url).href,
   'kmeans-assign': new URL('../workers/kmeans-assign.js', import.meta.url).href,
   stream: new URL('../workers/stream.js', import.meta.url).href,
+  flush: new URL('../workers/flush.js', import.meta.url).href,
 } as const;
 
 export type TaskName = keyof typeof TASK_FILES;

@@ -25,6 +25,64 @@ const NUM = 0;
 const COUNT = 1;
 const SUM = 2;
 
+/**
+ * Integer keys go to PARTS small tables chosen by the top PART_BITS bits of the key hash. Their
+ * rows are first staged per part (sequential writes), then each part's rows are folded into its
+ * table while that table is hot in cache: a radix-partitioned aggregation, so a big user base
+ * costs a cache hit per row instead of a cache and TLB miss.
+ */
+const PART_BITS = 8;
+const PARTS = 1 << PART_BITS;
+const PART_SHIFT = 32 - PART_BITS;
+/** Staged rows per part before every part is folded. */
+const STAGE_PER_PART = 4096;
+
+/** One part's table: integer keys only, rows inline as in the main table, a hash per slot. */
+interface IntPart {
+  cap: number;
+  mask: number;
+  size: number;
+  cells: Float64Array;
+  hashes: Int32Array;
+  used: Int32Array;
+}
+
+function newPart(cap: number, width: number): IntPart {
+  return { cap, mask: cap - 1, size: 0, cells: new Float64Array(cap * width), hashes: new Int32Array(cap), used: new Int32Array(Math.ceil(cap * 0.7) + 1) };
+}
+
+/** The staged rows of integer keys, PARTS regions of STAGE_PER_PART rows; one set per thread. */
+interface Stage {
+  hash: Int32Array;
+  num: Float64Array;
+  m: Float64Array;
+  dp: Int8Array;
+  q: Float64Array;
+  qdp: Int8Array;
+  date: Float64Array;
+  fill: Int32Array;
+}
+let spareStage: Stage | undefined;
+
+function takeStage(qty: boolean, date: boolean): Stage {
+  const s = spareStage;
+  if (s && (s.q.length > 0 || !qty) && (s.date.length > 0 || !date)) {
+    spareStage = undefined;
+    return s;
+  }
+  const n = PARTS * STAGE_PER_PART;
+  return {
+    hash: new Int32Array(n),
+    num: new Float64Array(n),
+    m: new Float64Array(n),
+    dp: new Int8Array(n),
+    q: new Float64Array(qty ? n : 0),
+    qdp: new Int8Array(qty ? n : 0),
+    date: new Float64Array(date ? n : 0),
+    fill: new Int32Array(PARTS),
+  };
+}
+
 /** An inline open-addressing table for one scan task. */
 export class ScanTable {
   readonly flags: number;
@@ -50,6 +108,14 @@ export class ScanTable {
   used: Int32Array;
   private readonly growAt = 0.7;
 
+  /** The integer-key parts (see PARTS) and the rows staged for them. */
+  parts: IntPart[];
+  private stage: Stage;
+  private stagedDp = 0;
+  private stagedQdp = 0;
+  /** The string-key table's capacity for its first key (it starts small: most keys are integers). */
+  private readonly wantCap: number;
+
   constructor(flags: number, expectedKeys: number) {
     this.flags = flags;
     const l = layout(flags);
@@ -58,51 +124,78 @@ export class ScanTable {
     this.dateOff = l.dmin;
     let cap = 1024;
     while (cap * this.growAt < expectedKeys) cap *= 2;
-    // reuse the arrays of this thread's last table when they fit: the first write to fresh memory
-    // (a page fault per 4 KiB) costs more than the scan of the range itself on small VMs
+    this.wantCap = cap;
+    let pcap = 64;
+    while (pcap * this.growAt < expectedKeys / PARTS) pcap *= 2;
+    // reuse the arrays of this thread's last table: the first write to fresh memory (a page fault
+    // per 4 KiB) costs more than the scan of the range itself on small VMs
     const spare = ScanTable.spare;
-    if (spare && spare.width === this.width && spare.cap >= cap && spare.cap <= cap * 4) {
-      ScanTable.spare = undefined;
-      cap = spare.cap;
+    ScanTable.spare = undefined;
+    if (spare && spare.width === this.width) {
       this.cells = spare.cells;
       this.hashes = spare.hashes;
       this.keyOff = spare.keyOff;
       this.keyLen = spare.keyLen;
       this.used = spare.used;
       this.arena = spare.arena;
+      this.cap = spare.cap;
+      this.parts = spare.parts;
     } else {
-      this.cells = new Float64Array(cap * this.width);
-      this.hashes = new Int32Array(cap);
-      this.keyOff = new Int32Array(cap);
-      this.keyLen = new Int32Array(cap);
-      this.used = new Int32Array(Math.ceil(cap * this.growAt) + 1);
-      this.arena = new Uint8Array(1 << 16);
+      this.cap = 64;
+      this.cells = new Float64Array(this.cap * this.width);
+      this.hashes = new Int32Array(this.cap);
+      this.keyOff = new Int32Array(this.cap);
+      this.keyLen = new Int32Array(this.cap);
+      this.used = new Int32Array(Math.ceil(this.cap * this.growAt) + 1);
+      this.arena = new Uint8Array(1 << 12);
+      this.parts = Array.from({ length: PARTS }, () => newPart(pcap, this.width));
     }
-    this.cap = cap;
-    this.mask = cap - 1;
+    this.mask = this.cap - 1;
+    this.stage = takeStage(this.qtyOff >= 0, this.dateOff >= 0);
   }
 
   /** Arrays kept from the last table of this thread, zeroed, for the next task. */
   private static spare: ScanTable | undefined;
+
+  /** Keys in the table (integer and string keys). */
+  get keys(): number {
+    this.foldStaged();
+    let n = this.size;
+    for (const part of this.parts) n += part.size;
+    return n;
+  }
 
   /**
    * Done with this table (after encoding): zero the occupied slots and keep the arrays for the
    * next table of this thread.
    */
   release(): void {
-    const { cells, used, width: w } = this;
-    for (let u = 0; u < this.size; u++) {
-      const o = used[u] * w;
-      for (let k = 0; k < w; k++) cells[o + k] = 0;
+    const w = this.width;
+    const zero = (cells: Float64Array, used: Int32Array, n: number): void => {
+      for (let u = 0; u < n; u++) {
+        const o = used[u] * w;
+        for (let k = 0; k < w; k++) cells[o + k] = 0;
+      }
+    };
+    zero(this.cells, this.used, this.size);
+    for (const part of this.parts) {
+      zero(part.cells, part.used, part.size);
+      part.size = 0;
     }
     this.size = 0;
     this.arenaUsed = 0;
+    this.stage.fill.fill(0);
+    this.stagedDp = 0;
+    this.stagedQdp = 0;
+    spareStage = this.stage;
     ScanTable.spare = this;
   }
 
   /** Bytes held by the table's arrays. */
   get bytes(): number {
-    return this.cells.byteLength + this.hashes.byteLength * 3 + this.used.byteLength + this.arena.byteLength;
+    let n = this.cells.byteLength + this.hashes.byteLength * 3 + this.used.byteLength + this.arena.byteLength;
+    for (const p of this.parts) n += p.cells.byteLength + p.hashes.byteLength + p.used.byteLength;
+    return n;
   }
 
   /**
@@ -132,7 +225,7 @@ export class ScanTable {
   }
 
   private insert(i: number, hash: number, num: number, src: Uint8Array, start: number, end: number): number {
-    if (this.size + 1 > this.cap * this.growAt) {
+    if (this.size + 1 > this.cap * this.growAt || (this.size === 0 && this.cap < this.wantCap)) {
       this.grow();
       return this.find(hash, num, src, start, end);
     }
@@ -166,7 +259,7 @@ export class ScanTable {
   private grow(): void {
     const { cells: oldCells, hashes: oldHashes, keyOff: oldOff, keyLen: oldLen, used: oldUsed } = this;
     const w = this.width;
-    const cap = this.cap * 2;
+    const cap = this.size === 0 ? Math.max(this.cap * 2, this.wantCap) : this.cap * 2;
     const mask = cap - 1;
     const cells = new Float64Array(cap * w);
     const hashes = new Int32Array(cap);
@@ -199,6 +292,7 @@ export class ScanTable {
     const d = scale - this.scale;
     if (d <= 0) return;
     for (let u = 0; u < this.size; u++) rescaleLimbs(this.cells, this.used[u] * this.width + SUM, d);
+    for (const p of this.parts) for (let u = 0; u < p.size; u++) rescaleLimbs(p.cells, p.used[u] * this.width + SUM, d);
     this.scale = scale;
   }
 
@@ -207,29 +301,35 @@ export class ScanTable {
     const d = qscale - this.qscale;
     if (d <= 0 || this.qtyOff < 0) return;
     for (let u = 0; u < this.size; u++) rescaleLimbs(this.cells, this.used[u] * this.width + this.qtyOff, d);
+    for (const p of this.parts) for (let u = 0; u < p.size; u++) rescaleLimbs(p.cells, p.used[u] * this.width + this.qtyOff, d);
     this.qscale = qscale;
   }
 
   private order = new Int32Array(0);
+  private strRows = new Int32Array(0);
   private readonly bucketCounts = new Int32Array(SORT_BUCKETS + 1);
 
-  /** Row indexes of a batch in order of their home slot's top bits (a counting sort). */
-  private sortBySlot(n: number, hashes: Int32Array): Int32Array {
+  /** The rows idx[0, n) in order of their home slot's top bits (a counting sort). */
+  private sortBySlot(n: number, idx: Int32Array, hashes: Int32Array): Int32Array {
     if (this.order.length < n) this.order = new Int32Array(n);
     const order = this.order;
     const counts = this.bucketCounts;
     counts.fill(0);
     const shift = Math.max(0, Math.log2(this.cap) - SORT_BITS);
     const mask = this.mask;
-    for (let r = 0; r < n; r++) counts[((hashes[r] & mask) >>> shift) + 1]++;
+    for (let x = 0; x < n; x++) counts[((hashes[idx[x]] & mask) >>> shift) + 1]++;
     for (let b = 1; b <= SORT_BUCKETS; b++) counts[b] += counts[b - 1];
-    for (let r = 0; r < n; r++) order[counts[(hashes[r] & mask) >>> shift]++] = r;
+    for (let x = 0; x < n; x++) {
+      const r = idx[x];
+      order[counts[(hashes[r] & mask) >>> shift]++] = r;
+    }
     return order;
   }
 
   /**
    * Fold a batch of rows: hashes, numeric keys, key byte ranges in `src`, amounts as scaled
-   * integers `m` with `dp` places (the table's scale is raised first).
+   * integers `m` with `dp` places. Rows with integer keys are staged for their part (folded when
+   * a part's stage is full, or before the table is read); string keys are folded now.
    */
   foldBatch(
     n: number,
@@ -244,15 +344,80 @@ export class ScanTable {
     dates: Float64Array,
     src: Uint8Array,
   ): void {
+    const st = this.stage;
+    const fill = st.fill;
+    const sHash = st.hash;
+    const sNum = st.num;
+    const sM = st.m;
+    const sDp = st.dp;
+    const hasQ = this.qtyOff >= 0;
+    const hasD = this.dateOff >= 0;
+    if (this.strRows.length < n) this.strRows = new Int32Array(Math.max(n, 1024));
+    const strRows = this.strRows;
+    let nStr = 0;
+    let maxDp = this.stagedDp;
+    let maxQ = this.stagedQdp;
+    for (let r = 0; r < n; r++) {
+      const num = nums[r];
+      if (num < 0) {
+        strRows[nStr++] = r;
+        continue;
+      }
+      const h = hashes[r];
+      const part = h >>> PART_SHIFT;
+      const f = fill[part];
+      const i = part * STAGE_PER_PART + f;
+      sHash[i] = h;
+      sNum[i] = num;
+      sM[i] = m[r];
+      const dp = dps[r];
+      sDp[i] = dp;
+      if (dp > maxDp) maxDp = dp;
+      if (hasQ) {
+        const qd = qdps[r];
+        st.q[i] = q[r];
+        st.qdp[i] = qd;
+        if (qd > maxQ) maxQ = qd;
+      }
+      if (hasD) st.date[i] = dates[r];
+      fill[part] = f + 1;
+      if (f + 1 === STAGE_PER_PART) {
+        this.stagedDp = maxDp;
+        this.stagedQdp = maxQ;
+        this.foldStaged();
+        maxDp = 0;
+        maxQ = 0;
+      }
+    }
+    this.stagedDp = maxDp;
+    this.stagedQdp = maxQ;
+    if (nStr > 0) this.foldStrings(nStr, strRows, hashes, nums, ks, ke, m, dps, q, qdps, dates, src);
+  }
+
+  /** Fold the rows strRows[0, n) of a batch into the string-key table, in slot order. */
+  private foldStrings(
+    n: number,
+    rows: Int32Array,
+    hashes: Int32Array,
+    nums: Float64Array,
+    ks: Int32Array,
+    ke: Int32Array,
+    m: Float64Array,
+    dps: Int32Array,
+    q: Float64Array,
+    qdps: Int32Array,
+    dates: Float64Array,
+    src: Uint8Array,
+  ): void {
     let maxDp = this.scale;
-    for (let r = 0; r < n; r++) if (dps[r] > maxDp) maxDp = dps[r];
+    for (let x = 0; x < n; x++) if (dps[rows[x]] > maxDp) maxDp = dps[rows[x]];
     if (maxDp > this.scale) this.rescale(maxDp);
     if (this.qtyOff >= 0) {
       let maxQ = this.qscale;
-      for (let r = 0; r < n; r++) if (qdps[r] > maxQ) maxQ = qdps[r];
+      for (let x = 0; x < n; x++) if (qdps[rows[x]] > maxQ) maxQ = qdps[rows[x]];
       if (maxQ > this.qscale) this.rescaleQty(maxQ);
     }
-    const order = this.sortBySlot(n, hashes);
+    const order = this.sortBySlot(n, rows, hashes);
     const scale = this.scale;
     const qtyOff = this.qtyOff;
     const dateOff = this.dateOff;
@@ -275,12 +440,136 @@ export class ScanTable {
     }
   }
 
+  /** Fold every staged row into its part's table. */
+  private foldStaged(): void {
+    if (this.stagedDp > this.scale) this.rescale(this.stagedDp);
+    if (this.qtyOff >= 0 && this.stagedQdp > this.qscale) this.rescaleQty(this.stagedQdp);
+    this.stagedDp = 0;
+    this.stagedQdp = 0;
+    const fill = this.stage.fill;
+    for (let pi = 0; pi < PARTS; pi++) {
+      const cnt = fill[pi];
+      if (cnt === 0) continue;
+      fill[pi] = 0;
+      this.foldPart(pi, pi * STAGE_PER_PART, cnt);
+    }
+  }
+
+  /** Fold the staged rows [from, from + cnt) of part `pi` (their places do not exceed the scale). */
+  private foldPart(pi: number, from: number, cnt: number): void {
+    const st = this.stage;
+    const sHash = st.hash;
+    const sNum = st.num;
+    const sM = st.m;
+    const sDp = st.dp;
+    const w = this.width;
+    const scale = this.scale;
+    const qscale = this.qscale;
+    const qtyOff = this.qtyOff;
+    const dateOff = this.dateOff;
+    let part = this.parts[pi];
+    let cells = part.cells;
+    let mask = part.mask;
+    const end = from + cnt;
+    for (let i = from; i < end; i++) {
+      const h = sHash[i];
+      const num = sNum[i];
+      let j = h & mask;
+      let o = j * w;
+      for (;;) {
+        if (cells[o + COUNT] === 0) {
+          if (part.size + 1 > part.cap * this.growAt) {
+            this.growPart(pi);
+            part = this.parts[pi];
+            cells = part.cells;
+            mask = part.mask;
+            j = h & mask;
+            o = j * w;
+            continue;
+          }
+          part.used[part.size++] = j;
+          part.hashes[j] = h;
+          cells[o + NUM] = num;
+          if (dateOff >= 0) {
+            cells[o + dateOff] = Infinity;
+            cells[o + dateOff + 1] = -Infinity;
+          }
+          break;
+        }
+        if (cells[o + NUM] === num) break;
+        j = (j + 1) & mask;
+        o = j * w;
+      }
+      cells[o + COUNT]++;
+      const dp = sDp[i];
+      const mv = sM[i];
+      const v = dp === scale ? mv : mv * POW10[scale - dp];
+      const lo = cells[o + SUM] + v;
+      if (v > LIMB_MAX || v < -LIMB_MAX || lo > LIMB_MAX || lo < -LIMB_MAX) addScaled(cells, o + SUM, mv, dp, scale);
+      else cells[o + SUM] = lo;
+      if (qtyOff >= 0) addScaled(cells, o + qtyOff, st.q[i], st.qdp[i], qscale);
+      if (dateOff >= 0) {
+        const d = st.date[i];
+        if (d < cells[o + dateOff]) cells[o + dateOff] = d;
+        if (d > cells[o + dateOff + 1]) cells[o + dateOff + 1] = d;
+      }
+    }
+  }
+
+  private growPart(pi: number): void {
+    const old = this.parts[pi];
+    const w = this.width;
+    const next = newPart(old.cap * 2, w);
+    const { cells, hashes, used, mask } = next;
+    for (let u = 0; u < old.size; u++) {
+      const i = old.used[u];
+      const h = old.hashes[i];
+      let j = h & mask;
+      while (cells[j * w + COUNT] !== 0) j = (j + 1) & mask;
+      for (let k = 0; k < w; k++) cells[j * w + k] = old.cells[i * w + k];
+      hashes[j] = h;
+      used[u] = j;
+    }
+    next.size = old.size;
+    this.parts[pi] = next;
+  }
+
+  /** The slot row offset of an integer key in its part, inserted when new (add to it at once). */
+  private findInt(h: number, num: number): number {
+    const pi = h >>> PART_SHIFT;
+    for (;;) {
+      const part = this.parts[pi];
+      const { cells, mask } = part;
+      const w = this.width;
+      let j = h & mask;
+      for (;;) {
+        const o = j * w;
+        if (cells[o + COUNT] === 0) break;
+        if (cells[o + NUM] === num) return o;
+        j = (j + 1) & mask;
+      }
+      if (part.size + 1 > part.cap * this.growAt) {
+        this.growPart(pi);
+        continue;
+      }
+      const o = j * w;
+      part.used[part.size++] = j;
+      part.hashes[j] = h;
+      cells[o + NUM] = num;
+      if (this.dateOff >= 0) {
+        cells[o + this.dateOff] = Infinity;
+        cells[o + this.dateOff + 1] = -Infinity;
+      }
+      return o;
+    }
+  }
+
   /** Fold one row whose amount is an exact BigInt with `dp` places (the slow path past 2^52). */
   foldBig(hash: number, num: number, src: Uint8Array, start: number, end: number, big: bigint, dp: number, q: number, qdp: number, date: number): void {
     if (dp > this.scale) this.rescale(dp);
     if (this.qtyOff >= 0 && qdp > this.qscale) this.rescaleQty(qdp);
-    const o = this.find(hash, num, src, start, end);
-    const cells = this.cells;
+    const o = num >= 0 ? this.findInt(hash, num) : this.find(hash, num, src, start, end);
+    const cells = num >= 0 ? this.parts[hash >>> PART_SHIFT].cells : this.cells;
     cells[o + COUNT]++;
     addBig(cells, o + SUM, big * 10n ** BigInt(this.scale - dp));
     if (this.qtyOff >= 0) addScaled(cells, o + this.qtyOff, q, qdp, this.qscale);
@@ -292,34 +581,34 @@ export class ScanTable {
 
   /** Encode the table as `partitions` sections (the format of partial.ts). */
   encode(partitions: number, write: (p: number, n: number, keyBytes: number) => SectionWriter): void {
+    this.foldStaged();
     const { cells, hashes, keyLen, cap } = this;
     const w = this.width;
     const counts = new Uint32Array(partitions);
     const bytes = new Float64Array(partitions);
-    const digits = new Uint8Array(16);
-    // pass 1, a forward sweep over the slots: each key's hash (rebuilt for integer keys), its
-    // partition and its key length
+    // pass 1: each key's partition and key length. String keys: a forward sweep over the slots
+    // (an integer key there has its hash rebuilt and its digit count noted in keyLen)
     for (let i = 0; i < cap; i++) {
       const o = i * w;
       if (cells[o + COUNT] === 0) continue;
       const num = cells[o + NUM];
       let len: number;
       if (num >= 0) {
-        len = 0;
-        let x = num;
-        do {
-          const q = Math.floor(x / 10);
-          digits[len++] = x - q * 10;
-          x = q;
-        } while (x > 0);
-        let h = 0x811c9dc5 | 0;
-        for (let k = len - 1; k >= 0; k--) h = Math.imul(h ^ (48 + digits[k]), 0x01000193);
-        hashes[i] = finalizeHash(h);
+        len = digitCount(num);
+        hashes[i] = hashOfInteger(num);
       } else len = keyLen[i];
       const p = partitionOf(hashes[i], partitions);
       keyLen[i] = len; // integer keys: their digit count, from here on
       counts[p]++;
       bytes[p] += len;
+    }
+    for (const part of this.parts) {
+      for (let u = 0; u < part.size; u++) {
+        const i = part.used[u];
+        const p = partitionOf(part.hashes[i], partitions);
+        counts[p]++;
+        bytes[p] += digitCount(part.cells[i * w + NUM]);
+      }
     }
     const writers: SectionWriter[] = [];
     for (let p = 0; p < partitions; p++) writers.push(write(p, counts[p], bytes[p]));
@@ -338,12 +627,7 @@ export class ScanTable {
       const num = cells[o + NUM];
       const len = keyLen[i];
       if (num >= 0) {
-        let x = num;
-        for (let k = len - 1; k >= 0; k--) {
-          const q = Math.floor(x / 10);
-          b[kb + k] = 48 + (x - q * 10);
-          x = q;
-        }
+        putDigits(b, kb, num, len);
         kb += len;
       } else {
         const a0 = this.keyOff[i];
@@ -352,6 +636,33 @@ export class ScanTable {
       v.kb = kb;
       v.k[j] = kb;
     }
+    for (const part of this.parts) {
+      const pc = part.cells;
+      for (let u = 0; u < part.size; u++) {
+        const i = part.used[u];
+        const o = i * w;
+        const h = part.hashes[i];
+        const v = writers[partitionOf(h, partitions)];
+        const j = v.i++;
+        v.h[j] = h;
+        const a = v.a;
+        for (let k = 0, d = j * w; k < w; k++) a[d + k] = pc[o + k];
+        const num = pc[o + NUM];
+        const len = digitCount(num);
+        putDigits(v.b, v.kb, num, len);
+        v.kb += len;
+        v.k[j] = v.kb;
+      }
+    }
+  }
+}
+
+/** Write the `len` decimal digits of the integer `x` at b[at]. */
+function putDigits(b: Uint8Array, at: number, x: number, len: number): void {
+  for (let k = len - 1; k >= 0; k--) {
+    const q = Math.floor(x / 10);
+    b[at + k] = 48 + (x - q * 10);
+    x = q;
   }
 }
 

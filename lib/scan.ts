@@ -60,6 +60,45 @@ export interface ScanTask extends ScanSchema, ScanRange {
   chunkSize?: number;
   /** A line or record longer than this is rejected (default 1 MiB). */
   maxRecordBytes?: number;
+  /** Keep the rows in this worker's table for the job instead of returning sections. */
+  hold?: HoldOptions;
+  /**
+   * Attempts already made at this range in an earlier scan whose held table was lost: a scan
+   * again is a later attempt at the same work (fault injection counts them).
+   */
+  priorAttempts?: number;
+}
+
+/**
+ * A job's scan tasks may fold into one table per worker, kept between tasks, so that each key is
+ * encoded and merged once per worker instead of once per range. The job collects the tables at
+ * the end with one {@link FlushTask} per worker. A table that passes `maxBytes` is returned as
+ * sections by the task that passed it; a task that fails drops its worker's table. Every output
+ * that carries sections lists the ranges whose rows they hold (`covers`), so the job knows which
+ * ranges a lost table took with it and scans those again.
+ */
+export interface HoldOptions {
+  job: string;
+  /** Table bytes past which the task returns the table as sections. */
+  maxBytes: number;
+  /** Jobs that ended: their tables, if any, are dropped. */
+  ended: string[];
+}
+
+/** The key of a range in `covers`. */
+export const rangeKey = (r: { fileIndex: number; rangeIndex: number }): string => `${r.fileIndex}:${r.rangeIndex}`;
+
+/** Collect (or drop) a worker's held table at the end of a job's scan. */
+export interface FlushTask {
+  job: string;
+  partitions: number;
+  /** Drop the table instead of returning it. */
+  discard: boolean;
+  /** Int32[1], shared by the job's flush tasks: each waits until `workers` have started, so that each runs on its own worker. */
+  barrier: SharedArrayBuffer;
+  workers: number;
+  /** Milliseconds to wait at the barrier for the others. */
+  waitMs: number;
 }
 
 /** A rejected row, with its line counted from the range's first record (0-based). */
@@ -92,6 +131,10 @@ export interface ScanOutput {
   dateHasTime: boolean;
   /** Largest table size in bytes (for the memory budget). */
   tableBytes: number;
+  /** The rows stayed in the worker's held table (`sections` is empty). */
+  held?: boolean;
+  /** With a held table: the ranges whose rows `sections` hold (this range's included, if it was scanned). */
+  covers?: string[];
 }
 
 const NL = 10;
@@ -174,16 +217,125 @@ export function scanTaskOf(file: string, s: ScanSchema, r: ScanRange, partitions
   };
 }
 
-/** Scan one range and return its partial aggregates. */
+/** A worker's held tables, by job (at most MAX_HELD: an abandoned job's table is dropped first). */
+const heldTables = new Map<string, { table: ScanTable; covers: string[] }>();
+const MAX_HELD = 2;
+
+/** The table layout flags of a task's rows. */
+function taskFlags(task: ScanTask): number {
+  const qty = task.quantity >= 0 || (task.format === 'jsonl' && !!task.keys?.[2]);
+  const date = task.date >= 0 || (task.format === 'jsonl' && !!task.keys?.[3]);
+  return (qty ? F_QTY : 0) | (date ? F_DATE : 0);
+}
+
+function dropHeld(job: string): void {
+  const h = heldTables.get(job);
+  if (!h) return;
+  heldTables.delete(job);
+  h.table.release();
+}
+
+/** Scan one range and return its partial aggregates (or keep them in the worker's held table). */
 export async function scanRange(task: ScanTask): Promise<ScanOutput> {
   if (!(task.start >= 0) || !(task.end >= task.start)) {
     throw new SegflowError('ERR_INTERNAL', `bad range ${task.start}-${task.end} of ${task.file}`);
   }
-  const scanner = new RangeScanner(task);
+  const hold = task.hold;
+  // one held table per job and row layout (files of a job may differ in quantity and date columns)
+  const heldKey = hold ? `${hold.job}/${taskFlags(task)}` : '';
+  let held: { table: ScanTable; covers: string[] } | undefined;
+  if (hold) {
+    for (const j of hold.ended) for (const k of [...heldTables.keys()]) if (k.startsWith(`${j}/`)) dropHeld(k);
+    held = heldTables.get(heldKey);
+    if (!held) {
+      while (heldTables.size >= MAX_HELD) dropHeld(heldTables.keys().next().value as string);
+    }
+  }
+  const scanner = new RangeScanner(task, held?.table);
   const chunk = task.chunkSize ?? 8 << 20;
-  if (task.compressed) await readCompressed(task, scanner, chunk);
-  else readPlain(task, scanner, chunk);
-  return scanner.finish();
+  try {
+    if (task.compressed) await readCompressed(task, scanner, chunk);
+    else readPlain(task, scanner, chunk);
+  } catch (err) {
+    // the table holds part of this range now: drop it (the job scans its other ranges again)
+    if (hold) {
+      heldTables.delete(heldKey);
+      scanner.table.release();
+    }
+    throw err;
+  }
+  if (!hold) return scanner.finish(true);
+  const covers = held?.covers ?? [];
+  covers.push(rangeKey(task));
+  if (scanner.table.bytes <= hold.maxBytes) {
+    heldTables.set(heldKey, { table: scanner.table, covers });
+    return scanner.finish(false);
+  }
+  // past the budget: return the table as sections now and start a new one
+  heldTables.delete(heldKey);
+  const out = scanner.finish(true);
+  out.covers = covers;
+  return out;
+}
+
+/**
+ * Return (or drop) this worker's held tables of a job, after waiting for the job's other flush
+ * tasks. One output per table, an empty one when there is none.
+ */
+export function flushHeld(task: FlushTask): ScanOutput[] {
+  const b = new Int32Array(task.barrier);
+  if (Atomics.add(b, 0, 1) + 1 >= task.workers) Atomics.notify(b, 0);
+  else {
+    const until = Date.now() + task.waitMs;
+    for (;;) {
+      const v = Atomics.load(b, 0);
+      const left = until - Date.now();
+      if (v >= task.workers || left <= 0) break;
+      Atomics.wait(b, 0, v, left);
+    }
+  }
+  const outs: ScanOutput[] = [];
+  for (const k of [...heldTables.keys()]) {
+    if (!k.startsWith(`${task.job}/`)) continue;
+    const held = heldTables.get(k)!;
+    heldTables.delete(k);
+    const t = held.table;
+    if (!task.discard) {
+      outs.push({
+        ...emptyOutput(),
+        sections: encodeScanTable(t, task.partitions),
+        keys: t.keys,
+        scale: t.scale,
+        qscale: t.qscale,
+        tableBytes: t.bytes,
+        covers: held.covers,
+      });
+    }
+    t.release();
+  }
+  return outs;
+}
+
+function emptyOutput(): ScanOutput {
+  return {
+    fileIndex: -1,
+    rangeIndex: -1,
+    sections: [],
+    keys: 0,
+    rows: 0,
+    rejected: 0,
+    emptyLines: 0,
+    newlines: 0,
+    firstRecord: -1,
+    endOffset: -1,
+    rejects: [],
+    quotedNewlines: 0,
+    scale: 0,
+    qscale: 0,
+    dateHasTime: false,
+    tableBytes: 0,
+    covers: [],
+  };
 }
 
 function readPlain(task: ScanTask, scanner: RangeScanner, chunk: number): void {
@@ -312,17 +464,18 @@ class RangeScanner {
   rejects: RangeReject[] = [];
   maxTableBytes = 0;
 
-  constructor(task: ScanTask) {
+  constructor(task: ScanTask, table?: ScanTable) {
     this.task = task;
     this.skipping = !task.atRecordStart;
     this.end = task.end;
     this.delim = task.delimiter;
     this.decimalComma = task.format === 'csv' && task.delimiter !== 44;
-    this.hasQty = task.quantity >= 0 || (task.format === 'jsonl' && !!task.keys?.[2]);
-    this.hasDate = task.date >= 0 || (task.format === 'jsonl' && !!task.keys?.[3]);
+    const flags = taskFlags(task);
+    this.hasQty = (flags & F_QTY) !== 0;
+    this.hasDate = (flags & F_DATE) !== 0;
     // sized for the range (about one key per 64 bytes) so that it rarely grows while scanning
     const span = task.compressed ? 64 << 20 : Math.min(task.end - task.start, 256 << 20);
-    this.table = new ScanTable((this.hasQty ? F_QTY : 0) | (this.hasDate ? F_DATE : 0), Math.max(4096, Math.ceil(span / 64)));
+    this.table = table ?? new ScanTable(flags, Math.max(4096, Math.ceil(span / 64)));
     this.maxRecord = task.maxRecordBytes ?? 1 << 20;
     const idx = [task.user, task.amount, task.quantity, task.date];
     this.nf = Math.max(...idx) + 1;
@@ -853,12 +1006,13 @@ class RangeScanner {
   }
   recordLine = 0;
 
-  finish(): ScanOutput {
+  /** The range's output: with `emit`, the table as sections (and the table released); else counts only. */
+  finish(emit: boolean): ScanOutput {
     const t = this.table;
-    const sections = encodeScanTable(t, this.task.partitions);
-    const keys = t.size;
+    const sections = emit ? encodeScanTable(t, this.task.partitions) : [];
+    const keys = emit ? t.keys : 0;
     const tableBytes = t.bytes;
-    t.release();
+    if (emit) t.release();
     spareBatch = this.batch;
     return {
       fileIndex: this.task.fileIndex,
@@ -877,6 +1031,7 @@ class RangeScanner {
       qscale: t.qscale,
       dateHasTime: this.dateHasTime,
       tableBytes,
+      held: !emit,
     };
   }
 }

@@ -107,6 +107,8 @@ export interface AggregateSummary {
   memory: number;
   spilled: { partitions: number; bytes: number };
   retries: number;
+  /** Ranges scanned again because the worker table that held their rows was lost (a crash, a timeout). */
+  rescanned: number;
   warnings: string[];
   /** Milliseconds per stage, and `total`. */
   timings: Record<string, number>;

@@ -74,6 +74,22 @@ test('a third of the scan tasks crash their worker: same bytes as the clean run'
   assertSameOutput(out, clean);
 });
 
+test('a worker that crashes holding the rows of earlier ranges: those ranges are scanned again, same bytes', async () => {
+  // one worker folds every range into the table it keeps for the job; the crash of task 3 loses
+  // the rows of tasks 0-2 with it, so they must be scanned again (and counted once)
+  const out = path.join(tmp, 'crash-held');
+  const one = new SegflowPool({ workers: 1 });
+  try {
+    const s = await withFaults('scan:crash:every=3', () => aggregate({ input, out, pool: one, rangeSize: RANGE }));
+    assert.ok(s.rescanned >= 3, `${s.rescanned} ranges scanned again`);
+    assert.is(s.rows.counted, cleanSummary.rows.counted);
+    assert.is(s.total, cleanSummary.total);
+    assertSameOutput(out, clean);
+  } finally {
+    await one.destroy();
+  }
+});
+
 test('scan tasks crash at random (p = 0.3 per attempt): same bytes', async () => {
   const out = path.join(tmp, 'crash-random');
   const s = await withFaults('scan:crash:0.3', () => aggregate({ input, out, pool, rangeSize: RANGE }));

@@ -4,6 +4,6 @@ import { injectFault } from '../lib/faults.js';
 import { scanRange, type ScanTask } from '../lib/scan.js';
 
 export default tagged(async (task: ScanTask & { attempt: number; taskIndex: number }) => {
-  await injectFault('scan', task.taskIndex, task.attempt);
+  await injectFault('scan', task.taskIndex, task.attempt + (task.priorAttempts ?? 0));
   return scanRange(task);
 });

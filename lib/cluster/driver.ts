@@ -651,6 +651,7 @@ class Driver {
       memory: this.c.memory,
       spilled: { partitions: 0, bytes: 0 },
       retries: stats.retries,
+      rescanned: 0,
       warnings: this.warnings,
       timings: roundTimings(this.timings),
       mbPerSec: Math.round((totalBytes / 1e6 / (this.timings.total / 1000)) * 10) / 10,

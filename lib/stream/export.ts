@@ -207,6 +207,7 @@ export async function exportState(o: StreamExportOptions): Promise<StreamExportS
       memory: 0,
       spilled: { partitions: 0, bytes: 0 },
       retries: 0,
+      rescanned: 0,
       warnings: [],
       timings: Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, Math.round(v * 10) / 10])),
       mbPerSec: 0,
