@@ -42,13 +42,15 @@ interface IntPart {
   cap: number;
   mask: number;
   size: number;
+  /** Decimal digits of all its keys (their bytes in a section). */
+  keyBytes: number;
   cells: Float64Array;
   hashes: Int32Array;
   used: Int32Array;
 }
 
 function newPart(cap: number, width: number): IntPart {
-  return { cap, mask: cap - 1, size: 0, cells: new Float64Array(cap * width), hashes: new Int32Array(cap), used: new Int32Array(Math.ceil(cap * 0.7) + 1) };
+  return { cap, mask: cap - 1, size: 0, keyBytes: 0, cells: new Float64Array(cap * width), hashes: new Int32Array(cap), used: new Int32Array(Math.ceil(cap * 0.7) + 1) };
 }
 
 /** The staged rows of integer keys, PARTS regions of STAGE_PER_PART rows; one set per thread. */
@@ -112,6 +114,8 @@ export class ScanTable {
   parts: IntPart[];
   private stage: Stage;
   private stagedDp = 0;
+  /** Where the cache warm-up sweep's sum goes (so that it is not optimized away). */
+  sink = 0;
   private stagedQdp = 0;
   /** The string-key table's capacity for its first key (it starts small: most keys are integers). */
   private readonly wantCap: number;
@@ -181,6 +185,7 @@ export class ScanTable {
     for (const part of this.parts) {
       zero(part.cells, part.used, part.size);
       part.size = 0;
+      part.keyBytes = 0;
     }
     this.size = 0;
     this.arenaUsed = 0;
@@ -471,6 +476,13 @@ export class ScanTable {
     let cells = part.cells;
     let mask = part.mask;
     const end = from + cnt;
+    // bring the part's table into cache with a forward sweep (the prefetcher streams it) before
+    // the random accesses, when there are enough rows to pay for it
+    if (cnt * 16 >= part.cap) {
+      let sink = 0;
+      for (let k = COUNT, n = cells.length; k < n; k += 8) sink += cells[k];
+      this.sink = sink;
+    }
     for (let i = from; i < end; i++) {
       const h = sHash[i];
       const num = sNum[i];
@@ -488,6 +500,8 @@ export class ScanTable {
             continue;
           }
           part.used[part.size++] = j;
+      part.keyBytes += digitCount(num);
+          part.keyBytes += digitCount(num);
           part.hashes[j] = h;
           cells[o + NUM] = num;
           if (dateOff >= 0) {
@@ -531,6 +545,7 @@ export class ScanTable {
       used[u] = j;
     }
     next.size = old.size;
+    next.keyBytes = old.keyBytes;
     this.parts[pi] = next;
   }
 
@@ -554,6 +569,7 @@ export class ScanTable {
       }
       const o = j * w;
       part.used[part.size++] = j;
+      part.keyBytes += digitCount(num);
       part.hashes[j] = h;
       cells[o + NUM] = num;
       if (this.dateOff >= 0) {
@@ -602,7 +618,17 @@ export class ScanTable {
       counts[p]++;
       bytes[p] += len;
     }
-    for (const part of this.parts) {
+    // a part holds the hashes with its top PART_BITS bits: when the partition count divides
+    // PARTS, the whole part goes to one partition and its counts are known without a pass
+    const whole = PARTS % partitions === 0;
+    for (let pi = 0; pi < PARTS; pi++) {
+      const part = this.parts[pi];
+      if (whole) {
+        const p = Math.floor((pi * partitions) / PARTS);
+        counts[p] += part.size;
+        bytes[p] += part.keyBytes;
+        continue;
+      }
       for (let u = 0; u < part.size; u++) {
         const i = part.used[u];
         const p = partitionOf(part.hashes[i], partitions);
@@ -637,11 +663,13 @@ export class ScanTable {
       v.k[j] = kb;
     }
     for (const part of this.parts) {
+      // a forward sweep over the slots (the prefetcher streams them), not the insertion order
       const pc = part.cells;
-      for (let u = 0; u < part.size; u++) {
-        const i = part.used[u];
+      const ph = part.hashes;
+      for (let i = 0, cap = part.cap; i < cap; i++) {
         const o = i * w;
-        const h = part.hashes[i];
+        if (pc[o + COUNT] === 0) continue;
+        const h = ph[i];
         const v = writers[partitionOf(h, partitions)];
         const j = v.i++;
         v.h[j] = h;
@@ -687,12 +715,10 @@ export function hashOfInteger(v: number): number {
   return finalizeHash(h);
 }
 
+/** Decimal digits of a non-negative integer below 10^16. */
 function digitCount(v: number): number {
   let n = 1;
-  while (v >= 10) {
-    v = Math.floor(v / 10);
-    n++;
-  }
+  while (n < 16 && v >= POW10[n]) n++;
   return n;
 }
 
