@@ -399,6 +399,27 @@ export class ScanTable {
     if (nStr > 0) this.foldStrings(nStr, strRows, hashes, nums, ks, ke, m, dps, q, qdps, dates, src);
   }
 
+  /** Stage one row of an integer key for its part (folded when the part's stage is full). */
+  stageInt(h: number, num: number, m: number, dp: number, q: number, qdp: number, date: number): void {
+    const st = this.stage;
+    const part = h >>> PART_SHIFT;
+    const f = st.fill[part];
+    const i = part * STAGE_PER_PART + f;
+    st.hash[i] = h;
+    st.num[i] = num;
+    st.m[i] = m;
+    st.dp[i] = dp;
+    if (dp > this.stagedDp) this.stagedDp = dp;
+    if (this.qtyOff >= 0) {
+      st.q[i] = q;
+      st.qdp[i] = qdp;
+      if (qdp > this.stagedQdp) this.stagedQdp = qdp;
+    }
+    if (this.dateOff >= 0) st.date[i] = date;
+    st.fill[part] = f + 1;
+    if (f + 1 === STAGE_PER_PART) this.foldStaged();
+  }
+
   /** Fold the rows strRows[0, n) of a batch into the string-key table, in slot order. */
   private foldStrings(
     n: number,

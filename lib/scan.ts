@@ -968,6 +968,12 @@ class RangeScanner {
       this.rows++;
       return;
     }
+    if (num >= 0) {
+      // an integer key needs no bytes from the buffer: straight to its part's stage
+      this.table.stageInt(h, num, m, dp, q, qdp, date);
+      this.rows++;
+      return;
+    }
     const n = this.n;
     this.bHash[n] = h;
     this.bNum[n] = num;
