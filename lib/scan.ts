@@ -515,6 +515,9 @@ class RangeScanner {
     if (this.firstRecord < 0) this.firstRecord = base + p;
     const end = this.end;
     const json = this.task.format === 'jsonl';
+    // the next quote byte at or after p (to: none in the buffer): lines before it take the plain
+    // CSV loop, which then need not look for quotes byte by byte
+    let quoteAt = -1;
     while (p < to) {
       if (base + p >= end) {
         this.finishAt(base + p);
@@ -545,7 +548,13 @@ class RangeScanner {
       let next: number;
       if (json) next = this.jsonRecord(buf, p, ce, nl, to, base);
       else if (this.delim === WHITESPACE) next = this.blankRecord(buf, p, ce, nl, to, base);
-      else next = this.csvRecord(buf, p, ce, nl, to, base, eof);
+      else {
+        if (quoteAt < p) {
+          quoteAt = buf.indexOf(QUOTE, p);
+          if (quoteAt === -1 || quoteAt > to) quoteAt = to;
+        }
+        next = quoteAt < ce ? this.quotedRecord(buf, p, to, base, eof) : this.csvRecord(buf, p, ce, nl, to, base);
+      }
       if (next === NEED_MORE) break;
       p = next;
     }
@@ -560,8 +569,8 @@ class RangeScanner {
     this.done = true;
   }
 
-  /** A CSV record starting at p whose line content is [p, ce) and newline at nl. */
-  private csvRecord(buf: Buffer, p: number, ce: number, nl: number, to: number, base: number, eof: boolean): number {
+  /** A CSV record without quotes starting at p whose line content is [p, ce) and newline at nl. */
+  private csvRecord(buf: Buffer, p: number, ce: number, nl: number, to: number, base: number): number {
     const delim = this.delim;
     const want = this.want;
     const nf = this.nf;
@@ -581,8 +590,6 @@ class RangeScanner {
         }
         f++;
         s = i + 1;
-      } else if (c === QUOTE) {
-        return this.quotedRecord(buf, p, to, base, eof);
       }
     }
     if (f < nf) {
