@@ -16,7 +16,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { KeyTable, COUNT, SUM } from './table.js';
+import { KeyTable, COUNT, SUM, layout } from './table.js';
 import { decodeSection, type Section } from './partial.js';
 import { csvField, shardHeader, sortedIds } from './shard.js';
 import { POW10, addExact, addLimbs, formatScaled, limbsToBig } from './util/exact.js';
@@ -321,6 +321,212 @@ function formatRows(t: KeyTable, dateHasTime: boolean, out: ChunkWriter, runs: b
   return { rows, total: limbsToBig(totals[0], totals[1]), quantity: limbsToBig(totals[2], totals[3]) };
 }
 
+/**
+ * The fast path of a one-pass merge whose keys are all plain integers (the usual user id): the
+ * rows are combined in an inline open-addressing table keyed by the integer value (no key bytes
+ * copied), sorted by a radix sort on the value (byte order of decimal text: the value scaled to
+ * 15 digits, then the digit count), and the key printed from the value. The shard's bytes are the
+ * same as the general path's.
+ */
+function mergeIntegerKeys(sections: Section[], flags: number, scale: number, qscale: number, dateHasTime: boolean, out: ChunkWriter): { users: number; totals: Totals } | undefined {
+  for (const s of sections) {
+    const { acc, width: w, n } = s;
+    for (let i = 0; i < n; i++) if (!(acc[i * w] >= 0)) return undefined;
+  }
+  const { width: w, qty: qtyOff, dmin: dateOff } = layout(flags);
+  let most = 0;
+  for (const s of sections) most = Math.max(most, s.n);
+  // keys: at least the largest section's, at most all rows; grown past 0.7 load. The arrays of
+  // this worker's last merge are reused when large enough (fresh memory costs a page fault per
+  // 4 KiB), and handed back zeroed.
+  let cap = 1024;
+  while (cap * 0.7 < most * 1.25) cap *= 2;
+  const spare = intSpare;
+  intSpare = undefined;
+  let cells: Float64Array;
+  let slotHash: Int32Array;
+  if (spare && spare.cells.length >= cap * w && spare.w === w) {
+    cells = spare.cells;
+    slotHash = spare.slotHash;
+    cap = slotHash.length;
+  } else {
+    cells = new Float64Array(cap * w);
+    slotHash = new Int32Array(cap);
+  }
+  let mask = cap - 1;
+  let size = 0;
+  const grow = (): void => {
+    const c2 = cap * 2;
+    const m2 = c2 - 1;
+    const cells2 = new Float64Array(c2 * w);
+    const hash2 = new Int32Array(c2);
+    for (let i = 0; i < cap; i++) {
+      if (cells[i * w + COUNT] === 0) continue;
+      let j = slotHash[i] & m2;
+      while (cells2[j * w + COUNT] !== 0) j = (j + 1) & m2;
+      for (let k = 0; k < w; k++) cells2[j * w + k] = cells[i * w + k];
+      hash2[j] = slotHash[i];
+    }
+    cap = c2;
+    mask = m2;
+    cells = cells2;
+    slotHash = hash2;
+  };
+  for (const s of sections) {
+    const { acc: sacc, hashes, n } = s;
+    const sw = s.width;
+    for (let i = 0; i < n; i++) {
+      const so = i * sw;
+      const num = sacc[so];
+      const h = hashes[i];
+      let j = h & mask;
+      let o = j * w;
+      for (;;) {
+        if (cells[o + COUNT] === 0) {
+          if (size + 1 > cap * 0.7) {
+            grow();
+            j = h & mask;
+            o = j * w;
+            continue;
+          }
+          size++;
+          cells[o] = num;
+          slotHash[j] = h;
+          if (dateOff >= 0) {
+            cells[o + dateOff] = Infinity;
+            cells[o + dateOff + 1] = -Infinity;
+          }
+          break;
+        }
+        if (cells[o] === num) break;
+        j = (j + 1) & mask;
+        o = j * w;
+      }
+      cells[o + COUNT] += sacc[so + COUNT];
+      addLimbs(cells, o + SUM, sacc[so + SUM], sacc[so + SUM + 1], s.scale, scale);
+      if (qtyOff >= 0) addLimbs(cells, o + qtyOff, sacc[so + qtyOff], sacc[so + qtyOff + 1], s.qscale, qscale);
+      if (dateOff >= 0) {
+        const a = sacc[so + dateOff];
+        const b = sacc[so + dateOff + 1];
+        if (a < cells[o + dateOff]) cells[o + dateOff] = a;
+        if (b > cells[o + dateOff + 1]) cells[o + dateOff + 1] = b;
+      }
+    }
+  }
+  // the sort: occupied slots by (value * 10^(15 - digits), digits), an LSD radix sort in 13-bit
+  // digits; the scaled value is below 10^15 < 2^52, kept as two 26-bit halves
+  const sorter = takeSorter(size, w);
+  const { slots, lo26, hi26, len, dense } = sorter;
+  let ids = sorter.ids;
+  let tmp = sorter.tmp;
+  for (let i = 0, k = 0; i < cap; i++) {
+    if (cells[i * w + COUNT] === 0) continue;
+    const v = cells[i * w];
+    const d = digitCount(v);
+    const x = v * POW10[15 - d];
+    const hi = Math.floor(x / 67108864);
+    slots[k] = i;
+    // the rows packed in slot order (a forward sweep), so that printing them in key order jumps
+    // around a table a third the size
+    for (let c = 0; c < w; c++) dense[k * w + c] = cells[i * w + c];
+    hi26[k] = hi;
+    lo26[k] = x - hi * 67108864;
+    len[k] = d;
+    ids[k] = k;
+    k++;
+  }
+  const counts = sorter.counts;
+  const pass = (digits: Int32Array | Uint8Array, shift: number, bits: number): void => {
+    const buckets = 1 << bits;
+    const m = buckets - 1;
+    counts.fill(0, 0, buckets + 1);
+    for (let x = 0; x < size; x++) counts[((digits[ids[x]] >>> shift) & m) + 1]++;
+    for (let b = 1; b <= buckets; b++) counts[b] += counts[b - 1];
+    for (let x = 0; x < size; x++) {
+      const id = ids[x];
+      tmp[counts[(digits[id] >>> shift) & m]++] = id;
+    }
+    const t = ids;
+    ids = tmp;
+    tmp = t;
+  };
+  pass(len, 0, 4);
+  pass(lo26, 0, 13);
+  pass(lo26, 13, 13);
+  pass(hi26, 0, 13);
+  pass(hi26, 13, 13);
+  // the rows, in key order
+  const totals = new Float64Array(4);
+  let rows = 0;
+  const fixed = 8 + 2 + 5 * 64 + 2 * (scale + qscale) + 16;
+  for (let x = 0; x < size; x++) {
+    const o = ids[x] * w;
+    const cells = dense;
+    out.ensure(fixed);
+    const buf = out.buf;
+    let p = putUint(buf, out.pos, cells[o]);
+    buf[p++] = 44;
+    const count = cells[o + COUNT];
+    rows += count;
+    p = putUint(buf, p, count);
+    buf[p++] = 44;
+    const lo = cells[o + SUM];
+    const hi = cells[o + SUM + 1];
+    p = putLimbs(buf, p, lo, hi, scale);
+    addExact(totals, 0, lo);
+    totals[1] += hi;
+    if (qtyOff >= 0) {
+      const ql = cells[o + qtyOff];
+      const qh = cells[o + qtyOff + 1];
+      buf[p++] = 44;
+      p = putLimbs(buf, p, ql, qh, qscale);
+      addExact(totals, 2, ql);
+      totals[3] += qh;
+    }
+    if (dateOff >= 0) p += buf.write(`,${formatDate(cells[o + dateOff], dateHasTime)},${formatDate(cells[o + dateOff + 1], dateHasTime)}`, p, 'latin1');
+    buf[p++] = 10;
+    out.pos = p;
+  }
+  // hand the arrays back zeroed for this worker's next merge
+  for (let k = 0; k < size; k++) cells.fill(0, slots[k] * w, slots[k] * w + w);
+  intSpare = { cells, slotHash, w };
+  sorter.ids = ids;
+  sorter.tmp = tmp;
+  return { users: size, totals: { rows, total: limbsToBig(totals[0], totals[1]), quantity: limbsToBig(totals[2], totals[3]) } };
+}
+
+/** The integer-key merge's table, kept by a worker between its merge tasks. */
+let intSpare: { cells: Float64Array; slotHash: Int32Array; w: number } | undefined;
+
+interface Sorter {
+  slots: Uint32Array;
+  lo26: Int32Array;
+  hi26: Int32Array;
+  len: Uint8Array;
+  dense: Float64Array;
+  ids: Uint32Array;
+  tmp: Uint32Array;
+  counts: Uint32Array;
+}
+let sorterSpare: Sorter | undefined;
+
+/** Radix sort arrays for n keys (this worker's last ones when large enough). */
+function takeSorter(n: number, w: number): Sorter {
+  if (sorterSpare && sorterSpare.ids.length >= n && sorterSpare.dense.length >= n * w) return sorterSpare;
+  const c = Math.max(1024, Math.ceil(n * 1.25));
+  sorterSpare = {
+    dense: new Float64Array(c * w),
+    slots: new Uint32Array(c),
+    lo26: new Int32Array(c),
+    hi26: new Int32Array(c),
+    len: new Uint8Array(c),
+    ids: new Uint32Array(c),
+    tmp: new Uint32Array(c),
+    counts: new Uint32Array(8193),
+  };
+  return sorterSpare;
+}
+
 /** Reads the records of one sorted run file in order, through one buffer. */
 class RunReader {
   private buf = Buffer.allocUnsafe(CHUNK);
@@ -449,7 +655,14 @@ export function mergePartition(task: MergeTask): MergeOutput {
     // presize the table: about 47 bytes per section row; the sections of a partition mostly share
     // their keys, so three times an average section's keys rarely needs a growth (which rehashes)
     const expected = Math.ceil((3 * inputBytes) / 47 / Math.max(1, task.segments.length) / subs);
-    if (subs === 1) {
+    const fast =
+      subs === 1 && task.segments.every((r) => 'shared' in r)
+        ? mergeIntegerKeys(task.segments.map((r) => loadSegment(r)), task.flags, task.scale, task.qscale, task.dateHasTime, out)
+        : undefined;
+    if (fast) {
+      users = fast.users;
+      add(fast.totals);
+    } else if (subs === 1) {
       const t = mergeSections(eachSection(task.segments), task.flags, task.scale, task.qscale, undefined, expected);
       users = t.size;
       add(formatRows(t, task.dateHasTime, out, false));
