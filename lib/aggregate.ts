@@ -50,9 +50,13 @@ export interface MemoryPlan {
   workerHeapMb: number;
 }
 
-/** Memory the runtime takes whatever the data: Node and its heap, and per worker an isolate and its read buffer. */
+/**
+ * Memory the runtime takes whatever the data: Node and its heap, and per worker an isolate, its
+ * read buffer, the scan's staging area for integer keys (scan-table.ts) and the arrays a worker
+ * keeps between tasks.
+ */
 export function runtimeBytes(workers: number): number {
-  return 64 * MiB + 40 * MiB * workers;
+  return 64 * MiB + 64 * MiB * workers;
 }
 
 /**
@@ -198,7 +202,9 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
       const k = key(r);
       if (!taskIndexes.has(k)) taskIndexes.set(k, taskIndex++);
       const task = scanTaskOf(s.file, s, r, shards, taskIndexes.get(k)!);
-      if (hold) task.hold = { job: jobId, maxBytes: budget.task, ended: [...endedJobs] };
+      // a held table past a third of the task's share is handed over: encoding it adds its
+      // sections (about half its size), and dropped sections wait for a GC
+      if (hold) task.hold = { job: jobId, maxBytes: budget.task / 3, ended: [...endedJobs] };
       task.priorAttempts = attempts.get(k) ?? 0;
       attempts.set(k, task.priorAttempts + 1);
       const label = s.compressed ? `${s.file} (whole file)` : `${s.file} bytes ${r.start}-${r.end}`;
@@ -494,6 +500,8 @@ class SpillStore {
   async hold(out: ScanOutput): Promise<void> {
     const bytes = out.sections.reduce((s, b) => s + b.byteLength, 0);
     if (this.held + bytes <= this.budget) {
+      // dropped sections not yet collected count too: collect them first when they would pass it
+      if (this.held + this.dropped + bytes > this.budget) this.collect(true);
       this.held += bytes;
       return;
     }

@@ -22,6 +22,7 @@ import { csvField, shardHeader, sortedIds } from './shard.js';
 import { POW10, addExact, addLimbs, formatScaled, limbsToBig } from './util/exact.js';
 import { formatDate } from './util/bytes.js';
 import { heldShared } from './util/gc.js';
+import { ScanTable } from './scan-table.js';
 
 // the shard format lives in shard.ts; these names stay importable from here
 export { csvField, formatShard, shardHeader, sortedIds } from './shard.js';
@@ -637,6 +638,9 @@ export function mergePartition(task: MergeTask): MergeOutput {
   heldShared(); // this task's sections outlive many minor GCs: the worker's next task collects fully
   const inputBytes = task.segments.reduce((s, r) => s + segmentBytes(r), 0);
   const subs = subPartitionsFor(inputBytes, task.memory);
+  // the arrays this worker keeps for its next scan count against the task's memory: let them go
+  // when they would not fit beside this merge
+  if (task.memory && ScanTable.spareBytes() + (inputBytes * MERGE_EXPANSION) / subs > task.memory) ScanTable.dropSpares();
   const scratch = task.scratchDir ?? path.dirname(task.outFile);
   fs.mkdirSync(scratch, { recursive: true });
   const tag = `${path.basename(task.outFile)}.a${task.attempt ?? 1}`;

@@ -161,6 +161,19 @@ export class ScanTable {
   /** Arrays kept from the last table of this thread, zeroed, for the next task. */
   private static spare: ScanTable | undefined;
 
+  /** Bytes this thread keeps for its next scan table (the spare table and staging area). */
+  static spareBytes(): number {
+    const st = spareStage;
+    const stage = st ? st.hash.byteLength + st.num.byteLength * 2 + st.dp.byteLength + st.q.byteLength + st.qdp.byteLength + st.date.byteLength : 0;
+    return (ScanTable.spare?.bytes ?? 0) + stage;
+  }
+
+  /** Let this thread's spare table and staging area go (a merge task needs the memory). */
+  static dropSpares(): void {
+    ScanTable.spare = undefined;
+    spareStage = undefined;
+  }
+
   /** Keys in the table (integer and string keys). */
   get keys(): number {
     this.foldStaged();

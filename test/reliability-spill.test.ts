@@ -65,13 +65,13 @@ test('the default range size shrinks to fit the budget', async () => {
 test("planMemory: the runtime's share, then half held and half for the running tasks", () => {
   const MiB = 1024 ** 2;
   const p = planMemory(1024 * MiB, 2);
-  const data = 1024 * MiB - runtimeBytes(2); // 1024 - (64 + 2 * 40) = 880 MiB
-  assert.is(data, 880 * MiB);
+  const data = 1024 * MiB - runtimeBytes(2); // 1024 - (64 + 2 * 64) = 832 MiB
+  assert.is(data, 832 * MiB);
   assert.is(p.hold, data / 2);
   assert.is(p.task, data / 4);
   assert.is(p.maxRangeSize, Math.floor(data / 4 / 3));
   assert.is(p.workerHeapMb, 256);
-  assert.is(planMemory(16 * 1024 * MiB, 4).workerHeapMb, Math.ceil((16 * 1024 - 64 - 160) / 8));
+  assert.is(planMemory(16 * 1024 * MiB, 4).workerHeapMb, Math.ceil((16 * 1024 - 64 - 256) / 8));
   // a budget under twice the runtime's share: half of it for data
   assert.is(planMemory(100 * MiB, 2).hold, 25 * MiB);
 });
