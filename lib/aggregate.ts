@@ -32,9 +32,11 @@ export function defaultMemory(): number {
 }
 
 /**
- * Scan-task bytes per input byte in the worst case (every row a new key): the table peaks near
- * 1.7x the range while it doubles, and its sections add 0.5x (measured on generated Black Friday
- * rows, 40 MB ranges).
+ * Scan-task bytes per input byte the plan allows for. When every row brings a new key, the
+ * integer-key parts (~39 bytes a slot at 35-70% load) reach ~2.5x a range's bytes of Black Friday
+ * rows just after they double, and the sections encoded at the end add ~1x, so such input can pass
+ * a task's share by a sixth (README, "Memory budget"); a larger factor halves the ranges and cost
+ * a third more time on the 4 GiB run for 4% less memory, so it stays 3.
  */
 export const SCAN_EXPANSION = 3;
 

@@ -21,7 +21,7 @@ import { decodeSection, type Section } from './partial.js';
 import { csvField, shardHeader, sortedIds } from './shard.js';
 import { POW10, addExact, addLimbs, formatScaled, limbsToBig } from './util/exact.js';
 import { formatDate } from './util/bytes.js';
-import { heldShared } from './util/gc.js';
+import { heldShared, releaseShared } from './util/gc.js';
 import { ScanTable } from './scan-table.js';
 
 // the shard format lives in shard.ts; these names stay importable from here
@@ -249,6 +249,39 @@ function putLimbs(buf: Buffer, p: number, lo: number, hi: number, scale: number)
   return p + buf.write(formatScaled(limbsToBig(lo, hi), scale), p, 'latin1');
 }
 
+/**
+ * Print a row's values after its key, `,count,total[,quantity][,first,last]`, and add its sums to
+ * `totals` (total lo, hi; quantity lo, hi); returns the position after them.
+ */
+function putValues(
+  buf: Buffer,
+  p: number,
+  acc: Float64Array,
+  o: number,
+  t: { qtyOff: number; dateOff: number; scale: number; qscale: number },
+  dateHasTime: boolean,
+  totals: Float64Array,
+): number {
+  buf[p++] = 44;
+  p = putUint(buf, p, acc[o + COUNT]);
+  buf[p++] = 44;
+  const lo = acc[o + SUM];
+  const hi = acc[o + SUM + 1];
+  p = putLimbs(buf, p, lo, hi, t.scale);
+  addExact(totals, 0, lo);
+  totals[1] += hi;
+  if (t.qtyOff >= 0) {
+    const ql = acc[o + t.qtyOff];
+    const qh = acc[o + t.qtyOff + 1];
+    buf[p++] = 44;
+    p = putLimbs(buf, p, ql, qh, t.qscale);
+    addExact(totals, 2, ql);
+    totals[3] += qh;
+  }
+  if (t.dateOff >= 0) p += buf.write(`,${formatDate(acc[o + t.dateOff], dateHasTime)},${formatDate(acc[o + t.dateOff + 1], dateHasTime)}`, p, 'latin1');
+  return p;
+}
+
 /** A key byte that csvField would quote for: `,` `"` CR LF anywhere. */
 const needsQuote = (c: number): boolean => c === 44 || c === 34 || c === 10 || c === 13;
 /** An edge byte that may be whitespace to String.prototype.trim: ASCII blanks, or any non-ASCII. */
@@ -293,25 +326,8 @@ function formatRows(t: KeyTable, dateHasTime: boolean, out: ChunkWriter, runs: b
     if (plain) {
       for (let k = s; k < e; k++) buf[p++] = arena[k];
     } else p += buf.write(csvField(dec.decode(arena.subarray(s, e))), p);
-    buf[p++] = 44;
-    const count = acc[o + COUNT];
-    rows += count;
-    p = putUint(buf, p, count);
-    buf[p++] = 44;
-    const lo = acc[o + SUM];
-    const hi = acc[o + SUM + 1];
-    p = putLimbs(buf, p, lo, hi, t.scale);
-    addExact(totals, 0, lo);
-    totals[1] += hi;
-    if (t.qtyOff >= 0) {
-      const ql = acc[o + t.qtyOff];
-      const qh = acc[o + t.qtyOff + 1];
-      buf[p++] = 44;
-      p = putLimbs(buf, p, ql, qh, t.qscale);
-      addExact(totals, 2, ql);
-      totals[3] += qh;
-    }
-    if (t.dateOff >= 0) p += buf.write(`,${formatDate(acc[o + t.dateOff], dateHasTime)},${formatDate(acc[o + t.dateOff + 1], dateHasTime)}`, p, 'latin1');
+    rows += acc[o + COUNT];
+    p = putValues(buf, p, acc, o, t, dateHasTime, totals);
     buf[p++] = 10;
     if (runs) {
       buf.writeUInt32LE(e - s, start);
@@ -335,6 +351,7 @@ function mergeIntegerKeys(sections: Section[], flags: number, scale: number, qsc
     for (let i = 0; i < n; i++) if (!(acc[i * w] >= 0)) return undefined;
   }
   const { width: w, qty: qtyOff, dmin: dateOff } = layout(flags);
+  const shape = { qtyOff, dateOff, scale, qscale };
   let most = 0;
   for (const s of sections) most = Math.max(most, s.n);
   // keys: at least the largest section's, at most all rows; grown past 0.7 load. The arrays of
@@ -466,25 +483,8 @@ function mergeIntegerKeys(sections: Section[], flags: number, scale: number, qsc
     out.ensure(fixed);
     const buf = out.buf;
     let p = putUint(buf, out.pos, cells[o]);
-    buf[p++] = 44;
-    const count = cells[o + COUNT];
-    rows += count;
-    p = putUint(buf, p, count);
-    buf[p++] = 44;
-    const lo = cells[o + SUM];
-    const hi = cells[o + SUM + 1];
-    p = putLimbs(buf, p, lo, hi, scale);
-    addExact(totals, 0, lo);
-    totals[1] += hi;
-    if (qtyOff >= 0) {
-      const ql = cells[o + qtyOff];
-      const qh = cells[o + qtyOff + 1];
-      buf[p++] = 44;
-      p = putLimbs(buf, p, ql, qh, qscale);
-      addExact(totals, 2, ql);
-      totals[3] += qh;
-    }
-    if (dateOff >= 0) p += buf.write(`,${formatDate(cells[o + dateOff], dateHasTime)},${formatDate(cells[o + dateOff + 1], dateHasTime)}`, p, 'latin1');
+    rows += cells[o + COUNT];
+    p = putValues(buf, p, cells, o, shape, dateHasTime, totals);
     buf[p++] = 10;
     out.pos = p;
   }
@@ -640,7 +640,10 @@ export function mergePartition(task: MergeTask): MergeOutput {
   const subs = subPartitionsFor(inputBytes, task.memory);
   // the arrays this worker keeps for its next scan count against the task's memory: let them go
   // when they would not fit beside this merge
-  if (task.memory && ScanTable.spareBytes() + (inputBytes * MERGE_EXPANSION) / subs > task.memory) ScanTable.dropSpares();
+  if (task.memory && ScanTable.spareBytes() + (inputBytes * MERGE_EXPANSION) / subs > task.memory) {
+    ScanTable.dropSpares();
+    releaseShared(); // array buffers go back only when collected
+  }
   const scratch = task.scratchDir ?? path.dirname(task.outFile);
   fs.mkdirSync(scratch, { recursive: true });
   const tag = `${path.basename(task.outFile)}.a${task.attempt ?? 1}`;

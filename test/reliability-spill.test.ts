@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { aggregate, generate, SegflowPool } from '../lib/index.js';
-import { planMemory, runtimeBytes } from '../lib/aggregate.js';
+import { SCAN_EXPANSION, planMemory, runtimeBytes } from '../lib/aggregate.js';
 import { mergePartition, subPartitionOf, subPartitionsFor, type MergeTask } from '../lib/merge.js';
 import { partitionOf } from '../lib/table.js';
 import { scanRange, type ScanOutput } from '../lib/scan.js';
@@ -69,7 +69,7 @@ test("planMemory: the runtime's share, then half held and half for the running t
   assert.is(data, 832 * MiB);
   assert.is(p.hold, data / 2);
   assert.is(p.task, data / 4);
-  assert.is(p.maxRangeSize, Math.floor(data / 4 / 3));
+  assert.is(p.maxRangeSize, Math.floor(p.task / SCAN_EXPANSION));
   assert.is(p.workerHeapMb, 256);
   assert.is(planMemory(16 * 1024 * MiB, 4).workerHeapMb, Math.ceil((16 * 1024 - 64 - 256) / 8));
   // a budget under twice the runtime's share: half of it for data
