@@ -118,6 +118,22 @@ export interface SubFilter {
   sub: number;
 }
 
+/**
+ * Add the section row at src[o] (its sums at the section's places) into the row at dst[d] (at
+ * the table's `scale` / `qscale`): count, exact sums, first and last date.
+ */
+function addRow(dst: Float64Array, d: number, src: Float64Array, o: number, s: Section, t: { qtyOff: number; dateOff: number; scale: number; qscale: number }): void {
+  dst[d + COUNT] += src[o + COUNT];
+  addLimbs(dst, d + SUM, src[o + SUM], src[o + SUM + 1], s.scale, t.scale);
+  if (t.qtyOff >= 0) addLimbs(dst, d + t.qtyOff, src[o + t.qtyOff], src[o + t.qtyOff + 1], s.qscale, t.qscale);
+  if (t.dateOff >= 0) {
+    const a = src[o + t.dateOff];
+    const b = src[o + t.dateOff + 1];
+    if (a < dst[d + t.dateOff]) dst[d + t.dateOff] = a;
+    if (b > dst[d + t.dateOff + 1]) dst[d + t.dateOff + 1] = b;
+  }
+}
+
 /** Fold sections into a table whose scales are the job's (only one sub-partition's keys with `only`). */
 export function mergeSections(sections: Iterable<Section>, flags: number, scale: number, qscale: number, only?: SubFilter, expectedKeys = 1024): KeyTable {
   const t = new KeyTable(flags, Math.max(1024, expectedKeys));
@@ -132,17 +148,7 @@ export function mergeSections(sections: Iterable<Section>, flags: number, scale:
       const ks = i === 0 ? 0 : keyEnds[i - 1];
       const o = i * w;
       const id = t.find(hashes[i], sacc[o], keyBytes, ks, keyEnds[i]);
-      const acc = t.acc;
-      const d = id * t.width;
-      acc[d + COUNT] += sacc[o + COUNT];
-      addLimbs(acc, d + SUM, sacc[o + SUM], sacc[o + SUM + 1], s.scale, scale);
-      if (t.qtyOff >= 0) addLimbs(acc, d + t.qtyOff, sacc[o + t.qtyOff], sacc[o + t.qtyOff + 1], s.qscale, qscale);
-      if (t.dateOff >= 0) {
-        const a = sacc[o + t.dateOff];
-        const b = sacc[o + t.dateOff + 1];
-        if (a < acc[d + t.dateOff]) acc[d + t.dateOff] = a;
-        if (b > acc[d + t.dateOff + 1]) acc[d + t.dateOff + 1] = b;
-      }
+      addRow(t.acc, id * t.width, sacc, o, s, t);
     }
   }
   return t;
@@ -420,15 +426,7 @@ function mergeIntegerKeys(sections: Section[], flags: number, scale: number, qsc
         j = (j + 1) & mask;
         o = j * w;
       }
-      cells[o + COUNT] += sacc[so + COUNT];
-      addLimbs(cells, o + SUM, sacc[so + SUM], sacc[so + SUM + 1], s.scale, scale);
-      if (qtyOff >= 0) addLimbs(cells, o + qtyOff, sacc[so + qtyOff], sacc[so + qtyOff + 1], s.qscale, qscale);
-      if (dateOff >= 0) {
-        const a = sacc[so + dateOff];
-        const b = sacc[so + dateOff + 1];
-        if (a < cells[o + dateOff]) cells[o + dateOff] = a;
-        if (b > cells[o + dateOff + 1]) cells[o + dateOff + 1] = b;
-      }
+      addRow(cells, o, sacc, so, s, shape);
     }
   }
   // the sort: occupied slots by (value * 10^(15 - digits), digits), an LSD radix sort in 13-bit
