@@ -940,10 +940,24 @@ class RangeScanner {
     if (!digits || ke - ks > 15 || (src[ks] === 48 && ke - ks > 1)) num = -1;
     const out = this.out;
     // the amount
-    let st = fs[1] < 0 ? EMPTY : parseDecimal(src, fs[1], fe[1], out, this.decimalComma);
-    if (st !== OK) return this.reject(buf, p, ce, base, numberReason(st, 'amount', names[1], src, fs[1], fe[1]));
-    let m = out.m;
-    let dp = out.dp;
+    // the amount: plain digits (the usual case) inline, anything else through parseDecimal
+    const as = fs[1];
+    const ae = fe[1];
+    let m = 0;
+    let dp = 0;
+    let st = OK;
+    let plain = as >= 0 && ae > as && ae - as <= 15;
+    for (let i = as; plain && i < ae; i++) {
+      const c = src[i];
+      if (c >= 48 && c <= 57) m = m * 10 + (c - 48);
+      else plain = false;
+    }
+    if (!plain) {
+      st = as < 0 ? EMPTY : parseDecimal(src, as, ae, out, this.decimalComma);
+      if (st !== OK) return this.reject(buf, p, ce, base, numberReason(st, 'amount', names[1], src, as, ae));
+      m = out.m;
+      dp = out.dp;
+    }
     let q = 0;
     let qdp = 0;
     let big: bigint | undefined;
