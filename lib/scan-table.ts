@@ -58,6 +58,19 @@ function newPart(cap: number, width: number): IntPart {
   return { cap, mask: cap - 1, size: 0, keyBytes: 0, cells: new Float64Array(cap * width), hashes: new Int32Array(cap), used: new Int32Array(Math.ceil(cap * PART_LOAD) + 1) };
 }
 
+/** The parsed rows of a batch (string keys), by field; the scan keeps one set per thread. */
+export interface BatchArrays {
+  hash: Int32Array;
+  num: Float64Array;
+  ks: Int32Array;
+  ke: Int32Array;
+  m: Float64Array;
+  dp: Int32Array;
+  q: Float64Array;
+  qdp: Int32Array;
+  date: Float64Array;
+}
+
 /** The staged rows of integer keys, PARTS regions of STAGE_PER_PART rows; one set per thread. */
 interface Stage {
   hash: Int32Array;
@@ -329,92 +342,58 @@ export class ScanTable {
   }
 
   private order = new Int32Array(0);
-  private strRows = new Int32Array(0);
   private readonly bucketCounts = new Int32Array(SORT_BUCKETS + 1);
 
-  /** The rows idx[0, n) in order of their home slot's top bits (a counting sort). */
-  private sortBySlot(n: number, idx: Int32Array, hashes: Int32Array): Int32Array {
+  /** Row indexes [0, n) in order of their home slot's top bits (a counting sort). */
+  private sortBySlot(n: number, hashes: Int32Array): Int32Array {
     if (this.order.length < n) this.order = new Int32Array(n);
     const order = this.order;
     const counts = this.bucketCounts;
     counts.fill(0);
     const shift = Math.max(0, Math.log2(this.cap) - SORT_BITS);
     const mask = this.mask;
-    for (let x = 0; x < n; x++) counts[((hashes[idx[x]] & mask) >>> shift) + 1]++;
+    for (let r = 0; r < n; r++) counts[((hashes[r] & mask) >>> shift) + 1]++;
     for (let b = 1; b <= SORT_BUCKETS; b++) counts[b] += counts[b - 1];
-    for (let x = 0; x < n; x++) {
-      const r = idx[x];
-      order[counts[(hashes[r] & mask) >>> shift]++] = r;
-    }
+    for (let r = 0; r < n; r++) order[counts[(hashes[r] & mask) >>> shift]++] = r;
     return order;
   }
 
   /**
-   * Fold a batch of rows: hashes, numeric keys, key byte ranges in `src`, amounts as scaled
-   * integers `m` with `dp` places. Rows with integer keys are staged for their part (folded when
-   * a part's stage is full, or before the table is read); string keys are folded now.
+   * Fold the rows [0, n) of a batch into the string-key table, in slot order: their hashes, key
+   * byte ranges in `src`, amounts as scaled integers with their places. (Rows of integer keys do
+   * not come here: the parser stages them with {@link stageInt}.)
    */
-  foldBatch(
-    n: number,
-    hashes: Int32Array,
-    nums: Float64Array,
-    ks: Int32Array,
-    ke: Int32Array,
-    m: Float64Array,
-    dps: Int32Array,
-    q: Float64Array,
-    qdps: Int32Array,
-    dates: Float64Array,
-    src: Uint8Array,
-  ): void {
-    const st = this.stage;
-    const fill = st.fill;
-    const sHash = st.hash;
-    const sNum = st.num;
-    const sM = st.m;
-    const sDp = st.dp;
-    const hasQ = this.qtyOff >= 0;
-    const hasD = this.dateOff >= 0;
-    if (this.strRows.length < n) this.strRows = new Int32Array(Math.max(n, 1024));
-    const strRows = this.strRows;
-    let nStr = 0;
-    let maxDp = this.stagedDp;
-    let maxQ = this.stagedQdp;
-    for (let r = 0; r < n; r++) {
-      const num = nums[r];
-      if (num < 0) {
-        strRows[nStr++] = r;
-        continue;
-      }
-      const h = hashes[r];
-      const part = h >>> PART_SHIFT;
-      const f = fill[part];
-      const i = part * STAGE_PER_PART + f;
-      sHash[i] = h;
-      sNum[i] = num;
-      sM[i] = m[r];
+  foldBatch(n: number, batch: BatchArrays, src: Uint8Array): void {
+    const { hash: hashes, num: nums, ks, ke, m, dp: dps, q, qdp: qdps, date: dates } = batch;
+    let maxDp = this.scale;
+    for (let r = 0; r < n; r++) if (dps[r] > maxDp) maxDp = dps[r];
+    if (maxDp > this.scale) this.rescale(maxDp);
+    if (this.qtyOff >= 0) {
+      let maxQ = this.qscale;
+      for (let r = 0; r < n; r++) if (qdps[r] > maxQ) maxQ = qdps[r];
+      if (maxQ > this.qscale) this.rescaleQty(maxQ);
+    }
+    const order = this.sortBySlot(n, hashes);
+    const scale = this.scale;
+    const qtyOff = this.qtyOff;
+    const dateOff = this.dateOff;
+    for (let x = 0; x < n; x++) {
+      const r = order[x];
+      const o = this.find(hashes[r], nums[r], src, ks[r], ke[r]);
+      const cells = this.cells;
+      cells[o + COUNT]++;
       const dp = dps[r];
-      sDp[i] = dp;
-      if (dp > maxDp) maxDp = dp;
-      if (hasQ) {
-        const qd = qdps[r];
-        st.q[i] = q[r];
-        st.qdp[i] = qd;
-        if (qd > maxQ) maxQ = qd;
-      }
-      if (hasD) st.date[i] = dates[r];
-      fill[part] = f + 1;
-      if (f + 1 === STAGE_PER_PART) {
-        this.stagedDp = maxDp;
-        this.stagedQdp = maxQ;
-        this.foldStaged();
-        maxDp = 0;
-        maxQ = 0;
+      const v = dp === scale ? m[r] : m[r] * POW10[scale - dp];
+      const lo = cells[o + SUM] + v;
+      if (v > LIMB_MAX || v < -LIMB_MAX || lo > LIMB_MAX || lo < -LIMB_MAX) addScaled(cells, o + SUM, m[r], dp, scale);
+      else cells[o + SUM] = lo;
+      if (qtyOff >= 0) addScaled(cells, o + qtyOff, q[r], qdps[r], this.qscale);
+      if (dateOff >= 0) {
+        const d = dates[r];
+        if (d < cells[o + dateOff]) cells[o + dateOff] = d;
+        if (d > cells[o + dateOff + 1]) cells[o + dateOff + 1] = d;
       }
     }
-    this.stagedDp = maxDp;
-    this.stagedQdp = maxQ;
-    if (nStr > 0) this.foldStrings(nStr, strRows, hashes, nums, ks, ke, m, dps, q, qdps, dates, src);
   }
 
   /** Stage one row of an integer key for its part (folded when the part's stage is full). */
@@ -436,52 +415,6 @@ export class ScanTable {
     if (this.dateOff >= 0) st.date[i] = date;
     st.fill[part] = f + 1;
     if (f + 1 === STAGE_PER_PART) this.foldStaged();
-  }
-
-  /** Fold the rows strRows[0, n) of a batch into the string-key table, in slot order. */
-  private foldStrings(
-    n: number,
-    rows: Int32Array,
-    hashes: Int32Array,
-    nums: Float64Array,
-    ks: Int32Array,
-    ke: Int32Array,
-    m: Float64Array,
-    dps: Int32Array,
-    q: Float64Array,
-    qdps: Int32Array,
-    dates: Float64Array,
-    src: Uint8Array,
-  ): void {
-    let maxDp = this.scale;
-    for (let x = 0; x < n; x++) if (dps[rows[x]] > maxDp) maxDp = dps[rows[x]];
-    if (maxDp > this.scale) this.rescale(maxDp);
-    if (this.qtyOff >= 0) {
-      let maxQ = this.qscale;
-      for (let x = 0; x < n; x++) if (qdps[rows[x]] > maxQ) maxQ = qdps[rows[x]];
-      if (maxQ > this.qscale) this.rescaleQty(maxQ);
-    }
-    const order = this.sortBySlot(n, rows, hashes);
-    const scale = this.scale;
-    const qtyOff = this.qtyOff;
-    const dateOff = this.dateOff;
-    for (let x = 0; x < n; x++) {
-      const r = order[x];
-      const o = this.find(hashes[r], nums[r], src, ks[r], ke[r]);
-      const cells = this.cells;
-      cells[o + COUNT]++;
-      const dp = dps[r];
-      const v = dp === scale ? m[r] : m[r] * POW10[scale - dp];
-      const lo = cells[o + SUM] + v;
-      if (v > LIMB_MAX || v < -LIMB_MAX || lo > LIMB_MAX || lo < -LIMB_MAX) addScaled(cells, o + SUM, m[r], dp, scale);
-      else cells[o + SUM] = lo;
-      if (qtyOff >= 0) addScaled(cells, o + qtyOff, q[r], qdps[r], this.qscale);
-      if (dateOff >= 0) {
-        const d = dates[r];
-        if (d < cells[o + dateOff]) cells[o + dateOff] = d;
-        if (d > cells[o + dateOff + 1]) cells[o + dateOff + 1] = d;
-      }
-    }
   }
 
   /** Fold every staged row into its part's table. */

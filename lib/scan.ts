@@ -6,14 +6,14 @@
  * `end` is read to its end, even past `end`.
  *
  * The hot loop works on bytes in a reused buffer: newline search with the native indexOf, fields
- * located by byte, numbers parsed from bytes, the key hash computed in the same pass. Parsed rows
- * go into small typed arrays and are folded into the table in a second tight loop, so the table's
- * random accesses overlap instead of waiting on each other.
+ * located by byte, numbers parsed from bytes, the key hash computed in the same pass. A row of an
+ * integer key goes straight to its hash part's stage (scan-table.ts); rows of other keys go into
+ * small typed arrays and are folded into the table in a second tight loop, in slot order.
  */
 import fs from 'node:fs';
 import zlib from 'node:zlib';
 import { F_QTY, F_DATE, finalizeHash } from './table.js';
-import { ScanTable } from './scan-table.js';
+import { ScanTable, type BatchArrays } from './scan-table.js';
 import { encodeScanTable } from './partial.js';
 import { EMPTY, INVALID, OK, TOO_PRECISE, parseDate, parseDecimal, type ParseOut } from './util/bytes.js';
 import { MAX_SCALE } from './util/exact.js';
@@ -152,18 +152,6 @@ const UNTERMINATED = -2;
 
 let sharedBuffer: Buffer | undefined;
 
-/** The parsed-row arrays of a batch; one set is kept per thread between tasks (fresh memory is slow). */
-interface BatchArrays {
-  hash: Int32Array;
-  num: Float64Array;
-  ks: Int32Array;
-  ke: Int32Array;
-  m: Float64Array;
-  dp: Int32Array;
-  q: Float64Array;
-  qdp: Int32Array;
-  date: Float64Array;
-}
 let spareBatch: BatchArrays | undefined;
 
 function takeBatch(): BatchArrays {
@@ -1014,7 +1002,7 @@ class RangeScanner {
     const n = this.n;
     if (n === 0) return;
     this.n = 0;
-    this.table.foldBatch(n, this.bHash, this.bNum, this.bKs, this.bKe, this.bM, this.bDp, this.bQ, this.bQdp, this.bDate, src);
+    this.table.foldBatch(n, this.batch, src);
     this.rows += n;
   }
 
