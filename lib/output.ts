@@ -10,7 +10,8 @@ import { SegflowError } from './errors.js';
 
 const TMP_TAG = '.segflow-tmp-';
 
-function alive(pid: number): boolean {
+/** A process with this id exists (EPERM: it exists, owned by another user). */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -19,6 +19,7 @@ import path from 'node:path';
 import { Packr, Unpackr } from 'msgpackr';
 import { KeyTable } from '../table.js';
 import { SegflowError } from '../errors.js';
+import { alive } from '../output.js';
 import { StreamState } from './state.js';
 import type { ModelInput, StreamModel } from './model.js';
 import type { InputSummary } from '../types.js';
@@ -315,14 +316,5 @@ export class StateLock {
     } catch {
       // gone already
     }
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
