@@ -13,6 +13,7 @@
  * stalled job that is taken again gets a new token, while its attempt counter stays the same).
  */
 import crypto from 'node:crypto';
+import type { MergeOutput } from '../merge.js';
 import type { ScanTask } from '../scan.js';
 import type { SectionRef, ScanMeta } from './partial-object.js';
 
@@ -113,17 +114,11 @@ export interface MergeJobData {
   scansDigest: string;
 }
 
-/** What a merge job returns. */
-export interface MergeJobResult {
+/** What a merge job returns: the merge task's output (less its pass count) and who wrote it. */
+export interface MergeJobResult extends Omit<MergeOutput, 'subPartitions'> {
   attempt: string;
   token: string;
   key: string;
-  partition: number;
-  users: number;
-  rows: number;
-  total: string;
-  quantity: string;
-  bytes: number;
   worker: string;
 }
 
