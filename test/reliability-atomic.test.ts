@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { aggregate, generate, SegflowPool } from '../lib/index.js';
+import { assertSameOutput } from './helpers/output.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CLI = path.join(ROOT, 'dist/lib/cli.js');
@@ -37,13 +38,6 @@ async function until(cond: () => boolean, ms: number, what: string): Promise<voi
 const exited = (child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> =>
   new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
 
-/** Every output file but summary.json, by name. */
-function outputFiles(dir: string): Map<string, Buffer> {
-  const m = new Map<string, Buffer>();
-  for (const f of fs.readdirSync(dir).sort()) if (f !== 'summary.json') m.set(f, fs.readFileSync(path.join(dir, f)));
-  return m;
-}
-
 const ref = path.join(tmp, 'ref');
 
 test('the reference result', async () => {
@@ -67,10 +61,7 @@ test('SIGKILL mid-job: nothing under the final name; a rerun clears the temp fol
   const r = spawnSync(process.execPath, [CLI, 'aggregate', input, '--out', out, '-q', '--workers', '2'], { encoding: 'utf8', timeout: 60_000 });
   assert.is(r.status, 0, r.stderr);
   assert.equal(temps(out), [], 'the stale temp folder is gone');
-  const a = outputFiles(out);
-  const b = outputFiles(ref);
-  assert.equal([...a.keys()], [...b.keys()]);
-  for (const [name, bytes] of b) assert.ok(a.get(name)!.equals(bytes), `${name} differs`);
+  assertSameOutput(out, ref);
   assert.ok(fs.existsSync(path.join(out, 'summary.json')));
 });
 

@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { aggregate, generate, SegflowPool, type AggregateSummary } from '../lib/index.js';
+import { assertSameOutput } from './helpers/output.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CLI = path.join(ROOT, 'dist/lib/cli.js');
@@ -24,20 +25,6 @@ const RANGE = 256 * 1024;
 // one warm pool for most cases (workers share the process environment, so SEGFLOW_FAULTS set
 // later applies to them); a small heap so that the oom fault fills it in milliseconds
 const pool = new SegflowPool({ workers: 2, maxOldGenerationSizeMb: 64 });
-
-/** Every output file but summary.json, by name. */
-function outputFiles(dir: string): Map<string, Buffer> {
-  const m = new Map<string, Buffer>();
-  for (const f of fs.readdirSync(dir).sort()) if (f !== 'summary.json') m.set(f, fs.readFileSync(path.join(dir, f)));
-  return m;
-}
-
-function assertSameOutput(dir: string, ref: string): void {
-  const a = outputFiles(dir);
-  const b = outputFiles(ref);
-  assert.equal([...a.keys()], [...b.keys()]);
-  for (const [name, bytes] of b) assert.ok(a.get(name)!.equals(bytes), `${name} differs from the clean run`);
-}
 
 /** Run aggregate with SEGFLOW_FAULTS set. */
 async function withFaults<T>(faults: string | undefined, fn: () => Promise<T>): Promise<T> {
@@ -71,7 +58,7 @@ test('a third of the scan tasks crash their worker: same bytes as the clean run'
   assert.is(s.retries, tasksHit(3));
   assert.is(s.rows.counted, cleanSummary.rows.counted);
   assert.is(s.total, cleanSummary.total);
-  assertSameOutput(out, clean);
+  assertSameOutput(out, clean, 'differs from the clean run');
 });
 
 test('a worker that crashes holding the rows of earlier ranges: those ranges are scanned again, same bytes', async () => {
@@ -84,7 +71,7 @@ test('a worker that crashes holding the rows of earlier ranges: those ranges are
     assert.ok(s.rescanned >= 3, `${s.rescanned} ranges scanned again`);
     assert.is(s.rows.counted, cleanSummary.rows.counted);
     assert.is(s.total, cleanSummary.total);
-    assertSameOutput(out, clean);
+    assertSameOutput(out, clean, 'differs from the clean run');
   } finally {
     await one.destroy();
   }
@@ -94,7 +81,7 @@ test('scan tasks crash at random (p = 0.3 per attempt): same bytes', async () =>
   const out = path.join(tmp, 'crash-random');
   const s = await withFaults('scan:crash:0.3', () => aggregate({ input, out, pool, rangeSize: RANGE }));
   assert.ok(s.retries > 0, 'some attempts crashed');
-  assertSameOutput(out, clean);
+  assertSameOutput(out, clean, 'differs from the clean run');
 });
 
 test('scan tasks that throw and merge tasks that crash: same bytes', async () => {
@@ -102,14 +89,14 @@ test('scan tasks that throw and merge tasks that crash: same bytes', async () =>
   const s = await withFaults('scan:throw:every=2,merge:crash:every=3', () => aggregate({ input, out, pool, rangeSize: RANGE }));
   // scan tasks 0, 2, 4, ... and merge tasks (partitions) 0, 3, 6
   assert.is(s.retries, tasksHit(2) + 3);
-  assertSameOutput(out, clean);
+  assertSameOutput(out, clean, 'differs from the clean run');
 });
 
 test('a worker that runs out of heap is replaced and its task retried', async () => {
   const out = path.join(tmp, 'oom');
   const s = await withFaults('scan:oom:every=4', () => aggregate({ input, out, pool, rangeSize: RANGE }));
   assert.is(s.retries, tasksHit(4)); // tasks 0, 4, 8
-  assertSameOutput(out, clean);
+  assertSameOutput(out, clean, 'differs from the clean run');
 });
 
 test('a task that hangs past its timeout is stopped and retried', async () => {
@@ -119,7 +106,7 @@ test('a task that hangs past its timeout is stopped and retried', async () => {
     const s = await withFaults('scan:hang:every=6', () => aggregate({ input, out, pool: timed, rangeSize: RANGE }));
     // tasks 0 and 6 hang (on a very loaded machine a slow attempt may time out too)
     assert.ok(s.retries >= tasksHit(6), `${s.retries} retries`);
-    assertSameOutput(out, clean);
+    assertSameOutput(out, clean, 'differs from the clean run');
   } finally {
     await timed.destroy();
   }

@@ -14,23 +14,10 @@ import { mergePartition, subPartitionOf, subPartitionsFor, type MergeTask } from
 import { partitionOf } from '../lib/table.js';
 import { scanRange, type ScanOutput } from '../lib/scan.js';
 import { readSchema } from '../lib/schema.js';
+import { assertSameOutput } from './helpers/output.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'segflow-spill-'));
 const pool = new SegflowPool({ workers: 2 });
-
-/** Every output file but summary.json, by name. */
-function outputFiles(dir: string): Map<string, Buffer> {
-  const m = new Map<string, Buffer>();
-  for (const f of fs.readdirSync(dir).sort()) if (f !== 'summary.json') m.set(f, fs.readFileSync(path.join(dir, f)));
-  return m;
-}
-
-function assertSameOutput(dir: string, ref: string): void {
-  const a = outputFiles(dir);
-  const b = outputFiles(ref);
-  assert.equal([...a.keys()], [...b.keys()]);
-  for (const [name, bytes] of b) assert.ok(a.get(name)!.equals(bytes), `${name} differs`);
-}
 
 // 80,000 rows, most users seen once or twice (the hard case for a merge: little combining),
 // plus bad rows, quoted ids and decimals so that rejects.jsonl and totals are compared too
