@@ -178,6 +178,21 @@ function readBuffer(size: number): Buffer {
   return sharedBuffer;
 }
 
+/** Just the {@link ScanSchema} fields of a schema (a FileSchema carries more than a task needs). */
+export function scanSchemaOf(s: ScanSchema): ScanSchema {
+  return {
+    compressed: s.compressed,
+    format: s.format,
+    delimiter: s.delimiter,
+    fieldCount: s.fieldCount,
+    user: s.user,
+    amount: s.amount,
+    quantity: s.quantity,
+    date: s.date,
+    names: s.names,
+  };
+}
+
 /**
  * The scan task of one range: the one place that turns a plan (a file's schema and a range) into
  * a task, for the local job, the cluster driver and the stream alike.
@@ -190,16 +205,8 @@ export function scanTaskOf(file: string, s: ScanSchema, r: ScanRange, partitions
     start: r.start,
     end: r.end,
     atRecordStart: r.atRecordStart,
-    compressed: s.compressed,
-    format: s.format,
-    delimiter: s.delimiter,
-    fieldCount: s.fieldCount,
-    user: s.user,
-    amount: s.amount,
-    quantity: s.quantity,
-    date: s.date,
+    ...scanSchemaOf(s),
     keys: s.format === 'jsonl' ? s.names : undefined,
-    names: s.names,
     partitions,
     taskIndex,
   };
@@ -480,23 +487,16 @@ class RangeScanner {
    */
   consume(buf: Buffer, to: number, base: number, eof: boolean): number {
     let p = 0;
-    if (this.longLine) {
-      // the rest of a line already rejected as too long
+    if (this.longLine || this.skipping) {
+      // the rest of a line already rejected as too long (its newline counts), or the partial
+      // line the range starts in (the previous range's)
       const nl = buf.indexOf(NL, 0);
       if (nl === -1 || nl >= to) {
         if (eof) this.finishAt(base + to);
         return to;
       }
+      if (this.longLine) this.newlines++;
       this.longLine = false;
-      this.newlines++;
-      p = nl + 1;
-    }
-    if (this.skipping) {
-      const nl = buf.indexOf(NL, 0);
-      if (nl === -1 || nl >= to) {
-        if (eof) this.finishAt(base + to);
-        return to;
-      }
       this.skipping = false;
       p = nl + 1;
     }

@@ -11,7 +11,7 @@
  */
 import fs from 'node:fs';
 import type { FileSchema } from '../schema.js';
-import { scanTaskOf, type ScanTask } from '../scan.js';
+import { scanSchemaOf, scanTaskOf, type ScanTask } from '../scan.js';
 import type { CursorRecord, CursorSchema } from './checkpoint.js';
 
 const NL = 10;
@@ -30,15 +30,7 @@ const PROC_FD = (() => {
 /** The cursor schema of a resolved file schema. */
 export function cursorSchema(s: FileSchema, headerText: string): CursorSchema {
   return {
-    format: s.format,
-    delimiter: s.delimiter,
-    fieldCount: s.fieldCount,
-    user: s.user,
-    amount: s.amount,
-    quantity: s.quantity,
-    date: s.date,
-    names: s.names,
-    compressed: s.compressed,
+    ...scanSchemaOf(s),
     headerText: s.headerLines > 0 ? headerText : '',
     dataStart: s.dataStart,
     headerLines: s.headerLines,
