@@ -219,16 +219,16 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
           attempts.set(k, attempts.get(k)! + 1);
         },
       });
-      const prev = results.get(key(r));
+      const prev = results.get(k);
       if (prev) {
         spill.release(prev);
         rejects.release(prev);
       }
-      results.set(key(r), out);
+      results.set(k, out);
       rejects.hold(out);
-      if (out.held) heldKeys.add(key(r));
+      if (out.held) heldKeys.add(k);
       else {
-        for (const k of out.covers ?? [key(r)]) covered.add(k);
+        for (const c of out.covers ?? [k]) covered.add(c);
         await spill.hold(out);
       }
       progress.scanned(r.weight, out.rows, out.rejected, total);
@@ -254,7 +254,7 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
       );
       return outs;
     };
-    /** Forget every range's result (they are scanned again). */
+    /** Forget a range's result (it is scanned again). */
     const forget = (r: Range): void => {
       const old = results.get(key(r));
       if (!old) return;

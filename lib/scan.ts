@@ -223,10 +223,15 @@ function taskFlags(task: ScanTask): number {
   return (qty ? F_QTY : 0) | (date ? F_DATE : 0);
 }
 
-function dropHeld(job: string): void {
-  const h = heldTables.get(job);
+/** The keys of a job's held tables (one per row layout). */
+function heldKeysOf(job: string): string[] {
+  return [...heldTables.keys()].filter((k) => k.startsWith(`${job}/`));
+}
+
+function dropHeld(key: string): void {
+  const h = heldTables.get(key);
   if (!h) return;
-  heldTables.delete(job);
+  heldTables.delete(key);
   h.table.release();
 }
 
@@ -240,7 +245,7 @@ export async function scanRange(task: ScanTask): Promise<ScanOutput> {
   const heldKey = hold ? `${hold.job}/${taskFlags(task)}` : '';
   let held: { table: ScanTable; covers: string[] } | undefined;
   if (hold) {
-    for (const j of hold.ended) for (const k of [...heldTables.keys()]) if (k.startsWith(`${j}/`)) dropHeld(k);
+    for (const j of hold.ended) for (const k of heldKeysOf(j)) dropHeld(k);
     held = heldTables.get(heldKey);
     if (!held) {
       while (heldTables.size >= MAX_HELD) dropHeld(heldTables.keys().next().value as string);
@@ -275,7 +280,7 @@ export async function scanRange(task: ScanTask): Promise<ScanOutput> {
 
 /**
  * Return (or drop) this worker's held tables of a job, after waiting for the job's other flush
- * tasks. One output per table, an empty one when there is none.
+ * tasks. One output per table (none when this worker holds none, or with `discard`).
  */
 export function flushHeld(task: FlushTask): ScanOutput[] {
   const b = new Int32Array(task.barrier);
@@ -290,8 +295,7 @@ export function flushHeld(task: FlushTask): ScanOutput[] {
     }
   }
   const outs: ScanOutput[] = [];
-  for (const k of [...heldTables.keys()]) {
-    if (!k.startsWith(`${task.job}/`)) continue;
+  for (const k of heldKeysOf(task.job)) {
     const held = heldTables.get(k)!;
     heldTables.delete(k);
     const t = held.table;
