@@ -472,7 +472,6 @@ export class ScanTable {
             continue;
           }
           part.used[part.size++] = j;
-      part.keyBytes += digitCount(num);
           part.keyBytes += digitCount(num);
           part.hashes[j] = h;
           cells[o + NUM] = num;
