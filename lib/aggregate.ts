@@ -22,6 +22,7 @@ import { formatScaled } from './util/exact.js';
 import { OutputDir } from './output.js';
 import type { AggregateOptions, AggregateSummary, InputSummary, ProgressEvent, Stage } from './types.js';
 import { VERSION } from './version.js';
+import { DENSE_MIN_BYTES, planDenseWindow } from './dense.js';
 
 /** The default number of shards (hash partitions), fixed so output does not depend on workers. */
 export const DEFAULT_SHARDS = 8;
@@ -175,6 +176,15 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
     let ranges = planRanges(schemas, rangeSize);
     const flags = (schemas.some((s) => s.names[2]) ? F_QTY : 0) | (schemas.some((s) => s.names[3]) ? F_DATE : 0);
     checkConsistent(schemas, options);
+    // with more ranges than workers, each worker folds its ranges into one table that it keeps
+    // (scan.ts, HoldOptions) and hands over at the end: every key is encoded and merged once per
+    // worker instead of once per range
+    let holding = ranges.length > pool.workers;
+    // integer ids in a narrow range go into direct-indexed arrays (dense.ts): one per worker, so
+    // only with held tables
+    const wantDense = options.denseKeys ?? totalBytes >= DENSE_MIN_BYTES;
+    const denseMax = Math.min(budget.task / 2, budget.hold / 2 / pool.workers);
+    const dense = holding && wantDense ? await planDenseWindow(pool, schemas, totalBytes, shards, flags, denseMax, job.signal) : undefined;
     timings.plan = performance.now() - t0;
     const progress = new Progress(options.onProgress, t0, totalBytes);
     progress.emit('plan', 0, 1);
@@ -184,10 +194,6 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
     let retries = 0;
     const results = new Map<string, ScanOutput>();
     const key = rangeKey;
-    // with more ranges than workers, each worker folds its ranges into one table that it keeps
-    // (scan.ts, HoldOptions) and hands over at the end: every key is encoded and merged once per
-    // worker instead of once per range
-    let holding = ranges.length > pool.workers;
     /** Ranges whose rows went into a held table, and ranges whose rows some output's sections hold. */
     const heldKeys = new Set<string>();
     const covered = new Set<string>();
@@ -207,6 +213,7 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
       // a held table past a third of the task's share is handed over: encoding it adds its
       // sections (about half its size), and dropped sections wait for a GC
       if (hold) task.hold = { job: jobId, maxBytes: budget.task / 3, ended: [...endedJobs] };
+      if (hold) task.dense = dense;
       task.priorAttempts = attempts.get(k) ?? 0;
       attempts.set(k, task.priorAttempts + 1);
       const label = s.compressed ? `${s.file} (whole file)` : `${s.file} bytes ${r.start}-${r.end}`;
@@ -331,6 +338,7 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
           partition: p,
           partitions: shards,
           segments: partials.map((o) => spill.ref(o, p)),
+          dense: partials.flatMap((o) => (o.dense ? [o.dense] : [])),
           flags,
           scale,
           qscale,
@@ -378,6 +386,7 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
       spilled: { partitions: spill.spilledSections, bytes: spill.spilledBytes },
       retries,
       rescanned,
+      denseKeys: dense ? { first: dense.base, last: dense.base + dense.span - 1 } : undefined,
       warnings,
       timings: roundTimings(timings),
       mbPerSec: Math.round((totalBytes / 1e6 / (timings.total / 1000)) * 10) / 10,
@@ -500,6 +509,8 @@ class SpillStore {
   ) {}
 
   async hold(out: ScanOutput): Promise<void> {
+    // dense rows stay in memory (the plan sized them within the budget); they count as held
+    this.held += out.dense?.buf.byteLength ?? 0;
     const bytes = out.sections.reduce((s, b) => s + b.byteLength, 0);
     if (this.held + bytes <= this.budget) {
       // dropped sections not yet collected count too: collect them first when they would pass it
@@ -543,6 +554,10 @@ class SpillStore {
   }
 
   release(out: ScanOutput): void {
+    const d = out.dense?.buf.byteLength ?? 0;
+    this.held -= d;
+    this.dropped += d;
+    out.dense = undefined;
     const f = this.files.get(out);
     if (f) {
       fs.rmSync(f.path, { force: true });

@@ -17,12 +17,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { KeyTable, COUNT, SUM, layout } from './table.js';
-import { decodeSection, type Section } from './partial.js';
+import { decodeSection, denseSection, type DenseSegment, type Section } from './partial.js';
 import { csvField, shardHeader, sortedIds } from './shard.js';
 import { POW10, addExact, addLimbs, formatScaled, limbsToBig } from './util/exact.js';
 import { formatDate } from './util/bytes.js';
 import { heldShared, releaseShared } from './util/gc.js';
-import { ScanTable } from './scan-table.js';
+import { ScanTable, densePartitions } from './scan-table.js';
+import { SegflowError } from './errors.js';
 
 // the shard format lives in shard.ts; these names stay importable from here
 export { csvField, formatShard, shardHeader, sortedIds } from './shard.js';
@@ -35,6 +36,12 @@ export interface MergeTask {
   partition: number;
   partitions: number;
   segments: SegmentRef[];
+  /**
+   * The dense rows of the job's held tables (scan-table.ts, DenseWindow), every partition's: the
+   * task takes the keys of its own. Their keys may also be in `segments` (rows of a table that was
+   * emitted some other way); they are then added up like any key.
+   */
+  dense?: DenseSegment[];
   flags: number;
   /** Decimal places of totals and quantities in the output (the job's maximum). */
   scale: number;
@@ -122,7 +129,7 @@ export interface SubFilter {
  * Add the section row at src[o] (its sums at the section's places) into the row at dst[d] (at
  * the table's `scale` / `qscale`): count, exact sums, first and last date.
  */
-function addRow(dst: Float64Array, d: number, src: Float64Array, o: number, s: Section, t: { qtyOff: number; dateOff: number; scale: number; qscale: number }): void {
+function addRow(dst: Float64Array, d: number, src: Float64Array, o: number, s: { scale: number; qscale: number }, t: { qtyOff: number; dateOff: number; scale: number; qscale: number }): void {
   dst[d + COUNT] += src[o + COUNT];
   addLimbs(dst, d + SUM, src[o + SUM], src[o + SUM + 1], s.scale, t.scale);
   if (t.qtyOff >= 0) addLimbs(dst, d + t.qtyOff, src[o + t.qtyOff], src[o + t.qtyOff + 1], s.qscale, t.qscale);
@@ -494,6 +501,64 @@ function mergeIntegerKeys(sections: Section[], flags: number, scale: number, qsc
   return { users: size, totals: { rows, total: limbsToBig(totals[0], totals[1]), quantity: limbsToBig(totals[2], totals[3]) } };
 }
 
+/** densePartitions() of the window this worker merged last (each partition's task needs it). */
+let partsCache: { base: number; span: number; partitions: number; parts: Uint16Array } | undefined;
+
+function densePartsOf(seg: DenseSegment, partitions: number): Uint16Array {
+  const c = partsCache;
+  if (c && c.base === seg.base && c.span === seg.span && c.partitions === partitions) return c.parts;
+  partsCache = { base: seg.base, span: seg.span, partitions, parts: densePartitions(seg.base, seg.span, partitions) };
+  return partsCache.parts;
+}
+
+/**
+ * The merge of partition p when all its keys are in dense segments: the rows of each key of the
+ * window are added across the segments and printed in key order (the window's keys share their
+ * digit count, so value order is byte order). No table, no sort.
+ */
+function mergeDense(segs: DenseSegment[], parts: Uint16Array, p: number, flags: number, scale: number, qscale: number, dateHasTime: boolean, out: ChunkWriter): { users: number; totals: Totals } {
+  const { width: w, qty: qtyOff, dmin: dateOff } = layout(flags);
+  const shape = { qtyOff, dateOff, scale, qscale };
+  const { base, span } = segs[0];
+  const dw = w - 1;
+  for (const s of segs) if (s.base !== base || s.span !== span || s.width !== dw) throw new SegflowError('ERR_INTERNAL', 'dense segments of different windows or row layouts');
+  const views = segs.map((s) => new Float64Array(s.buf));
+  const row = new Float64Array(w);
+  const totals = new Float64Array(4);
+  let rows = 0;
+  let users = 0;
+  const fixed = 8 + 2 + 5 * 64 + 2 * (scale + qscale) + 16;
+  for (let i = 0; i < span; i++) {
+    if (parts[i] !== p) continue;
+    // the row base: a dense row's fields sit at the slot row offsets from it (scan-table.ts)
+    const rb = i * dw - 1;
+    let any = false;
+    for (let k = 0; k < views.length; k++) {
+      const v = views[k];
+      if (v[rb + COUNT] === 0) continue;
+      if (!any) {
+        any = true;
+        row.fill(0);
+        if (dateOff >= 0) {
+          row[dateOff] = Infinity;
+          row[dateOff + 1] = -Infinity;
+        }
+      }
+      addRow(row, 0, v, rb, segs[k], shape);
+    }
+    if (!any) continue;
+    users++;
+    rows += row[COUNT];
+    out.ensure(fixed);
+    const buf = out.buf;
+    let q = putUint(buf, out.pos, base + i);
+    q = putValues(buf, q, row, 0, shape, dateHasTime, totals);
+    buf[q++] = 10;
+    out.pos = q;
+  }
+  return { users, totals: { rows, total: limbsToBig(totals[0], totals[1]), quantity: limbsToBig(totals[2], totals[3]) } };
+}
+
 /** The integer-key merge's table, kept by a worker between its merge tasks. */
 let intSpare: { cells: Float64Array; slotHash: Int32Array; w: number } | undefined;
 
@@ -620,7 +685,8 @@ function mergeRuns(files: string[], out: ChunkWriter): void {
 }
 
 /** The sections of a task, read one at a time (spilled ones through one reused buffer). */
-function* eachSection(refs: SegmentRef[]): Generator<Section> {
+function* eachSection(refs: SegmentRef[], first: Section[] = []): Generator<Section> {
+  yield* first;
   const scratch = { buf: new ArrayBuffer(0) };
   for (const ref of refs) yield loadSegment(ref, scratch);
 }
@@ -634,7 +700,13 @@ export function subPartitionsFor(inputBytes: number, memory: number | undefined)
 /** Run one merge task: fold, sort, write the shard (through sorted runs when memory is tight). */
 export function mergePartition(task: MergeTask): MergeOutput {
   heldShared(); // this task's sections outlive many minor GCs: the worker's next task collects fully
-  const inputBytes = task.segments.reduce((s, r) => s + segmentBytes(r), 0);
+  const denseSegs = task.dense ?? [];
+  const parts = denseSegs.length > 0 ? densePartsOf(denseSegs[0], task.partitions) : undefined;
+  // dense keys alone (the usual case with a dense window): no table at all
+  const denseOnly = parts !== undefined && task.segments.every((r) => segmentBytes(r) <= 32);
+  // else the partition's dense keys become sections like any other
+  const extra = parts && !denseOnly ? denseSegs.map((seg) => denseSection(seg, task.partition, parts, task.flags)) : [];
+  const inputBytes = task.segments.reduce((s, r) => s + segmentBytes(r), 0) + extra.reduce((s, x) => s + x.acc.byteLength * 1.5, 0);
   const subs = subPartitionsFor(inputBytes, task.memory);
   // the arrays this worker keeps for its next scan count against the task's memory: let them go
   // when they would not fit beside this merge
@@ -660,21 +732,22 @@ export function mergePartition(task: MergeTask): MergeOutput {
     // presize the table: about 47 bytes per section row; the sections of a partition mostly share
     // their keys, so three times an average section's keys rarely needs a growth (which rehashes)
     const expected = Math.ceil((3 * inputBytes) / 47 / Math.max(1, task.segments.length) / subs);
-    const fast =
-      subs === 1 && task.segments.every((r) => 'shared' in r)
-        ? mergeIntegerKeys(task.segments.map((r) => loadSegment(r)), task.flags, task.scale, task.qscale, task.dateHasTime, out)
+    const fast = denseOnly
+      ? mergeDense(denseSegs, parts, task.partition, task.flags, task.scale, task.qscale, task.dateHasTime, out)
+      : subs === 1 && task.segments.every((r) => 'shared' in r)
+        ? mergeIntegerKeys(extra.concat(task.segments.map((r) => loadSegment(r))), task.flags, task.scale, task.qscale, task.dateHasTime, out)
         : undefined;
     if (fast) {
       users = fast.users;
       add(fast.totals);
     } else if (subs === 1) {
-      const t = mergeSections(eachSection(task.segments), task.flags, task.scale, task.qscale, undefined, expected);
+      const t = mergeSections(eachSection(task.segments, extra), task.flags, task.scale, task.qscale, undefined, expected);
       users = t.size;
       add(formatRows(t, task.dateHasTime, out, false));
     } else {
       for (let sub = 0; sub < subs; sub++) {
         const only = { partition: task.partition, partitions: task.partitions, subs, sub };
-        let t: KeyTable | undefined = mergeSections(eachSection(task.segments), task.flags, task.scale, task.qscale, only, expected);
+        let t: KeyTable | undefined = mergeSections(eachSection(task.segments, extra), task.flags, task.scale, task.qscale, only, expected);
         users += t.size;
         const file = path.join(scratch, `${tag}.run${sub}`);
         runs.push(file);

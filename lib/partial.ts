@@ -11,7 +11,7 @@
  *   Uint8[keyBytes] key bytes
  */
 import { KeyTable, partitionOf } from './table.js';
-import type { ScanTable, SectionWriter } from './scan-table.js';
+import { digitCount, hashOfInteger, type ScanTable, type SectionWriter } from './scan-table.js';
 import { SegflowError } from './errors.js';
 
 const MAGIC = 0x31504753; // "SGP1"
@@ -57,15 +57,64 @@ export function allocSection(n: number, keyBytes: number, flags: number, scale: 
   };
 }
 
-/** Encode a scan table as `partitions` sections by key hash, in shared memory. */
-export function encodeScanTable(table: ScanTable, partitions: number): SharedArrayBuffer[] {
+/** Encode a scan table as `partitions` sections by key hash, in shared memory (its dense rows too unless `withDense` is false). */
+export function encodeScanTable(table: ScanTable, partitions: number, withDense = true): SharedArrayBuffer[] {
   const out: SectionBuffer[] = [];
-  table.encode(partitions, (_p, n, keyBytes) => {
-    const s = allocSection(n, keyBytes, table.flags, table.scale, table.qscale, table.width);
-    out.push(s);
-    return s;
-  });
+  table.encode(
+    partitions,
+    (_p, n, keyBytes) => {
+      const s = allocSection(n, keyBytes, table.flags, table.scale, table.qscale, table.width);
+      out.push(s);
+      return s;
+    },
+    withDense,
+  );
   return out.map((s) => s.buf);
+}
+
+/**
+ * A held scan table's dense rows as they leave the scan (scan-table.ts, DenseWindow): row i is key
+ * base + i, `width` doubles (a section row without its key: count, sums, ...), at the places
+ * `scale`/`qscale`; a row whose count is 0 is no key.
+ */
+export interface DenseSegment {
+  buf: SharedArrayBuffer;
+  base: number;
+  span: number;
+  width: number;
+  scale: number;
+  qscale: number;
+}
+
+/**
+ * The keys of partition p of a dense segment as an ordinary section (for merges that must combine
+ * them with section rows of the same keys). `parts` is densePartitions() of its window.
+ */
+export function denseSection(seg: DenseSegment, p: number, parts: Uint16Array, flags: number): Section {
+  const rows = new Float64Array(seg.buf);
+  const dw = seg.width;
+  let n = 0;
+  for (let i = 0; i < seg.span; i++) if (parts[i] === p && rows[i * dw] !== 0) n++;
+  const digits = digitCount(seg.base);
+  const w = dw + 1;
+  const v = allocSection(n, n * digits, flags, seg.scale, seg.qscale, w);
+  for (let i = 0; i < seg.span; i++) {
+    if (parts[i] !== p || rows[i * dw] === 0) continue;
+    const j = v.i++;
+    const num = seg.base + i;
+    v.h[j] = hashOfInteger(num);
+    v.a[j * w] = num;
+    for (let k = 0; k < dw; k++) v.a[j * w + 1 + k] = rows[i * dw + k];
+    let x = num;
+    for (let k = digits - 1; k >= 0; k--) {
+      const q = Math.floor(x / 10);
+      v.b[v.kb + k] = 48 + (x - q * 10);
+      x = q;
+    }
+    v.kb += digits;
+    v.k[j] = v.kb;
+  }
+  return decodeSection(v.buf);
 }
 
 /** Split a table into `partitions` sections by key hash, in shared memory. */

@@ -13,6 +13,12 @@
  * are rebuilt when the table is encoded). Other keys keep their bytes in an arena and their hash
  * in a side array; an integer key's hash is recomputed from its value when the table grows or is
  * encoded, so the hot path touches nothing but the slot row.
+ *
+ * Dense keys: when the job found (by sampling) that its user ids are plain integers filling a
+ * narrow window [base, base + span), those keys skip hashing and probing altogether: key v folds
+ * into row v - base of one shared array (a direct-indexed table, staged by window slice like the
+ * parts). At the end of the scan the array itself goes to the merge (no encoding); only when the
+ * table is emitted some other way are its dense rows encoded as ordinary section rows.
  */
 import { finalizeHash, layout, partitionOf } from './table.js';
 import { LIMB_MAX, POW10, addBig, addExact, rescaleLimbs } from './util/exact.js';
@@ -41,6 +47,15 @@ const PART_SHIFT = 32 - PART_BITS;
 const PART_LOAD = 0.75;
 /** Staged rows per part before every part is folded. */
 const STAGE_PER_PART = 4096;
+
+/**
+ * A job's dense key window: integer keys in [base, base + span), all with the same number of
+ * digits (so that value order is byte order).
+ */
+export interface DenseWindow {
+  base: number;
+  span: number;
+}
 
 /** One part's table: integer keys only, rows inline as in the main table, a hash per slot. */
 interface IntPart {
@@ -83,17 +98,20 @@ interface Stage {
   fill: Int32Array;
 }
 let spareStage: Stage | undefined;
+/** The dense keys' stage: `hash` holds the row index, `num` is unused. */
+let spareDenseStage: Stage | undefined;
 
-function takeStage(qty: boolean, date: boolean): Stage {
-  const s = spareStage;
+function takeStage(qty: boolean, date: boolean, dense: boolean): Stage {
+  const s = dense ? spareDenseStage : spareStage;
   if (s && (s.q.length > 0 || !qty) && (s.date.length > 0 || !date)) {
-    spareStage = undefined;
+    if (dense) spareDenseStage = undefined;
+    else spareStage = undefined;
     return s;
   }
   const n = PARTS * STAGE_PER_PART;
   return {
     hash: new Int32Array(n),
-    num: new Float64Array(n),
+    num: new Float64Array(dense ? 0 : n),
     m: new Float64Array(n),
     dp: new Int8Array(n),
     q: new Float64Array(qty ? n : 0),
@@ -138,7 +156,25 @@ export class ScanTable {
   /** The string-key table's capacity for its first key (it starts small: most keys are integers). */
   private readonly wantCap: number;
 
-  constructor(flags: number, expectedKeys: number) {
+  /** The dense window ({@link DenseWindow}): keys in [dBase, dEnd) have rows in `dense`. */
+  readonly window: DenseWindow | undefined;
+  private readonly dBase: number;
+  private readonly dEnd: number;
+  /** Doubles per dense row: a slot row without its key (`width - 1`). */
+  readonly denseWidth: number;
+  /**
+   * The dense rows, in shared memory (handed to the merge as they are). Row i starts at
+   * i * denseWidth; its fields sit at the slot row offsets (COUNT, SUM, qtyOff, dateOff) from the
+   * row base i * denseWidth - 1, so the same offsets serve both kinds of row.
+   */
+  dense: Float64Array | undefined;
+  /** Dense keys seen (rows whose count is not 0). */
+  denseKeys = 0;
+  /** Window rows per dense stage slice: row index >>> dShift is the slice. */
+  private readonly dShift: number;
+  private dstage: Stage | undefined;
+
+  constructor(flags: number, expectedKeys: number, window?: DenseWindow) {
     this.flags = flags;
     const l = layout(flags);
     this.width = l.width;
@@ -173,7 +209,21 @@ export class ScanTable {
       this.parts = Array.from({ length: PARTS }, () => newPart(pcap, this.width));
     }
     this.mask = this.cap - 1;
-    this.stage = takeStage(this.qtyOff >= 0, this.dateOff >= 0);
+    this.stage = takeStage(this.qtyOff >= 0, this.dateOff >= 0, false);
+    this.window = window;
+    this.denseWidth = this.width - 1;
+    this.dBase = window ? window.base : Infinity;
+    this.dEnd = window ? window.base + window.span : -Infinity;
+    let shift = 0;
+    while (window && (window.span - 1) >>> shift >= PARTS) shift++;
+    this.dShift = shift;
+    if (window) {
+      const want = window.span * this.denseWidth;
+      // the last table's dense rows when it kept them (zeroed), else fresh shared memory
+      const d = spare?.dense;
+      this.dense = d && d.length === want ? d : new Float64Array(new SharedArrayBuffer(want * 8));
+      this.dstage = takeStage(this.qtyOff >= 0, this.dateOff >= 0, true);
+    }
   }
 
   /** Arrays kept from the last table of this thread, zeroed, for the next task. */
@@ -182,20 +232,21 @@ export class ScanTable {
   /** Bytes this thread keeps for its next scan table (the spare table and staging area). */
   static spareBytes(): number {
     const st = spareStage;
-    const stage = st ? st.hash.byteLength + st.num.byteLength * 2 + st.dp.byteLength + st.q.byteLength + st.qdp.byteLength + st.date.byteLength : 0;
-    return (ScanTable.spare?.bytes ?? 0) + stage;
+    const stage = (s: Stage | undefined): number => (s ? s.hash.byteLength + s.num.byteLength + s.m.byteLength + s.dp.byteLength + s.q.byteLength + s.qdp.byteLength + s.date.byteLength : 0);
+    return (ScanTable.spare?.bytes ?? 0) + (ScanTable.spare?.denseBytes ?? 0) + stage(st) + stage(spareDenseStage);
   }
 
   /** Let this thread's spare table and staging area go (a merge task needs the memory). */
   static dropSpares(): void {
     ScanTable.spare = undefined;
     spareStage = undefined;
+    spareDenseStage = undefined;
   }
 
   /** Keys in the table (integer and string keys). */
   get keys(): number {
     this.foldStaged();
-    let n = this.size;
+    let n = this.size + this.denseKeys;
     for (const part of this.parts) n += part.size;
     return n;
   }
@@ -224,7 +275,51 @@ export class ScanTable {
     this.stagedDp = 0;
     this.stagedQdp = 0;
     spareStage = this.stage;
+    if (this.dstage) {
+      this.dstage.fill.fill(0);
+      spareDenseStage = this.dstage;
+    }
+    if (this.dense && this.denseKeys > 0) this.dense.fill(0);
+    this.denseKeys = 0;
     ScanTable.spare = this;
+  }
+
+  /**
+   * Hand the dense rows over (after encoding the rest of the table): the table forgets them, so
+   * they are not zeroed or reused by this thread. Undefined without a window or dense keys.
+   */
+  takeDense(): Float64Array | undefined {
+    this.foldStaged();
+    const d = this.dense;
+    if (!d || this.denseKeys === 0) return undefined;
+    this.dense = undefined;
+    this.denseKeys = 0;
+    return d;
+  }
+
+  /** Bytes of the dense rows (planned by the job, so not part of {@link bytes}). */
+  get denseBytes(): number {
+    return this.dense ? this.dense.byteLength : 0;
+  }
+
+  /**
+   * What a sample scan saw: distinct keys that are plain integers (their smallest and largest
+   * value) and distinct other keys.
+   */
+  keyStats(): { ints: number; others: number; min: number; max: number } {
+    this.foldStaged();
+    let ints = 0;
+    let min = Infinity;
+    let max = -Infinity;
+    for (const part of this.parts) {
+      for (let u = 0; u < part.size; u++) {
+        const v = part.cells[part.used[u] * this.width + NUM];
+        if (v < min) min = v;
+        if (v > max) max = v;
+      }
+      ints += part.size;
+    }
+    return { ints, others: this.size, min, max };
   }
 
   /** Bytes held by the table's arrays. */
@@ -329,6 +424,7 @@ export class ScanTable {
     if (d <= 0) return;
     for (let u = 0; u < this.size; u++) rescaleLimbs(this.cells, this.used[u] * this.width + SUM, d);
     for (const p of this.parts) for (let u = 0; u < p.size; u++) rescaleLimbs(p.cells, p.used[u] * this.width + SUM, d);
+    this.rescaleDense(SUM, d);
     this.scale = scale;
   }
 
@@ -338,7 +434,16 @@ export class ScanTable {
     if (d <= 0 || this.qtyOff < 0) return;
     for (let u = 0; u < this.size; u++) rescaleLimbs(this.cells, this.used[u] * this.width + this.qtyOff, d);
     for (const p of this.parts) for (let u = 0; u < p.size; u++) rescaleLimbs(p.cells, p.used[u] * this.width + this.qtyOff, d);
+    this.rescaleDense(this.qtyOff, d);
     this.qscale = qscale;
+  }
+
+  /** Raise the places of the limbs at slot row offset `off` of every dense row by `d`. */
+  private rescaleDense(off: number, d: number): void {
+    const cells = this.dense;
+    if (!cells || this.denseKeys === 0) return;
+    const dw = this.denseWidth;
+    for (let rb = -1, n = cells.length - 1; rb < n; rb += dw) if (cells[rb + COUNT] !== 0) rescaleLimbs(cells, rb + off, d);
   }
 
   private order = new Int32Array(0);
@@ -398,6 +503,7 @@ export class ScanTable {
 
   /** Stage one row of an integer key for its part (folded when the part's stage is full). */
   stageInt(h: number, num: number, m: number, dp: number, q: number, qdp: number, date: number): void {
+    if (num >= this.dBase && num < this.dEnd) return this.stageDense(num - this.dBase, m, dp, q, qdp, date);
     const st = this.stage;
     const part = h >>> PART_SHIFT;
     const f = st.fill[part];
@@ -417,7 +523,27 @@ export class ScanTable {
     if (f + 1 === STAGE_PER_PART) this.foldStaged();
   }
 
-  /** Fold every staged row into its part's table. */
+  /** Stage one row of a dense key (row `idx` of the window) for its slice. */
+  private stageDense(idx: number, m: number, dp: number, q: number, qdp: number, date: number): void {
+    const st = this.dstage!;
+    const slice = idx >>> this.dShift;
+    const f = st.fill[slice];
+    const i = slice * STAGE_PER_PART + f;
+    st.hash[i] = idx;
+    st.m[i] = m;
+    st.dp[i] = dp;
+    if (dp > this.stagedDp) this.stagedDp = dp;
+    if (this.qtyOff >= 0) {
+      st.q[i] = q;
+      st.qdp[i] = qdp;
+      if (qdp > this.stagedQdp) this.stagedQdp = qdp;
+    }
+    if (this.dateOff >= 0) st.date[i] = date;
+    st.fill[slice] = f + 1;
+    if (f + 1 === STAGE_PER_PART) this.foldStaged();
+  }
+
+  /** Fold every staged row into its part's table (and every staged dense row into its row). */
   private foldStaged(): void {
     if (this.stagedDp > this.scale) this.rescale(this.stagedDp);
     if (this.qtyOff >= 0 && this.stagedQdp > this.qscale) this.rescaleQty(this.stagedQdp);
@@ -429,6 +555,61 @@ export class ScanTable {
       if (cnt === 0) continue;
       fill[pi] = 0;
       this.foldPart(pi, pi * STAGE_PER_PART, cnt);
+    }
+    const ds = this.dstage;
+    if (!ds) return;
+    for (let si = 0; si < PARTS; si++) {
+      const cnt = ds.fill[si];
+      if (cnt === 0) continue;
+      ds.fill[si] = 0;
+      this.foldDense(si, si * STAGE_PER_PART, cnt);
+    }
+  }
+
+  /** Fold the staged dense rows [from, from + cnt) of slice `si` (places within the scale). */
+  private foldDense(si: number, from: number, cnt: number): void {
+    const st = this.dstage!;
+    const sIdx = st.hash;
+    const sM = st.m;
+    const sDp = st.dp;
+    const cells = this.dense!;
+    const dw = this.denseWidth;
+    const scale = this.scale;
+    const qscale = this.qscale;
+    const qtyOff = this.qtyOff;
+    const dateOff = this.dateOff;
+    // warm the slice's rows with a forward sweep first (see foldPart)
+    const sliceRows = 1 << this.dShift;
+    if (cnt * 16 >= sliceRows) {
+      let sink = 0;
+      const end = Math.min(cells.length, (si + 1) * sliceRows * dw);
+      for (let k = si * sliceRows * dw; k < end; k += 8) sink += cells[k];
+      this.sink = sink;
+    }
+    const end = from + cnt;
+    for (let i = from; i < end; i++) {
+      // the row base: the row's fields at the slot row offsets (see `dense`)
+      const o = sIdx[i] * dw - 1;
+      if (cells[o + COUNT] === 0) {
+        this.denseKeys++;
+        if (dateOff >= 0) {
+          cells[o + dateOff] = Infinity;
+          cells[o + dateOff + 1] = -Infinity;
+        }
+      }
+      cells[o + COUNT]++;
+      const dp = sDp[i];
+      const mv = sM[i];
+      const v = dp === scale ? mv : mv * POW10[scale - dp];
+      const lo = cells[o + SUM] + v;
+      if (v > LIMB_MAX || v < -LIMB_MAX || lo > LIMB_MAX || lo < -LIMB_MAX) addScaled(cells, o + SUM, mv, dp, scale);
+      else cells[o + SUM] = lo;
+      if (qtyOff >= 0) addScaled(cells, o + qtyOff, st.q[i], st.qdp[i], qscale);
+      if (dateOff >= 0) {
+        const d = st.date[i];
+        if (d < cells[o + dateOff]) cells[o + dateOff] = d;
+        if (d > cells[o + dateOff + 1]) cells[o + dateOff + 1] = d;
+      }
     }
   }
 
@@ -555,8 +736,22 @@ export class ScanTable {
   foldBig(hash: number, num: number, src: Uint8Array, start: number, end: number, big: bigint, dp: number, q: number, qdp: number, date: number): void {
     if (dp > this.scale) this.rescale(dp);
     if (this.qtyOff >= 0 && qdp > this.qscale) this.rescaleQty(qdp);
-    const o = num >= 0 ? this.findInt(hash, num) : this.find(hash, num, src, start, end);
-    const cells = num >= 0 ? this.parts[hash >>> PART_SHIFT].cells : this.cells;
+    let o: number;
+    let cells: Float64Array;
+    if (num >= this.dBase && num < this.dEnd) {
+      cells = this.dense!;
+      o = (num - this.dBase) * this.denseWidth - 1;
+      if (cells[o + COUNT] === 0) {
+        this.denseKeys++;
+        if (this.dateOff >= 0) {
+          cells[o + this.dateOff] = Infinity;
+          cells[o + this.dateOff + 1] = -Infinity;
+        }
+      }
+    } else {
+      o = num >= 0 ? this.findInt(hash, num) : this.find(hash, num, src, start, end);
+      cells = num >= 0 ? this.parts[hash >>> PART_SHIFT].cells : this.cells;
+    }
     cells[o + COUNT]++;
     addBig(cells, o + SUM, big * 10n ** BigInt(this.scale - dp));
     if (this.qtyOff >= 0) addScaled(cells, o + this.qtyOff, q, qdp, this.qscale);
@@ -566,9 +761,16 @@ export class ScanTable {
     }
   }
 
-  /** Encode the table as `partitions` sections (the format of partial.ts). */
-  encode(partitions: number, write: (p: number, n: number, keyBytes: number) => SectionWriter): void {
+  /**
+   * Encode the table as `partitions` sections (the format of partial.ts); its dense rows too unless
+   * `withDense` is false (they are handed over as they are: {@link takeDense}).
+   */
+  encode(partitions: number, write: (p: number, n: number, keyBytes: number) => SectionWriter, withDense = true): void {
     this.foldStaged();
+    const dense = withDense && this.denseKeys > 0 ? this.dense : undefined;
+    const win = this.window!;
+    const digits = dense ? digitCount(win.base) : 0;
+    const dparts = dense ? densePartitions(win.base, win.span, partitions) : undefined;
     const { cells, hashes, keyLen, cap } = this;
     const w = this.width;
     const counts = new Uint32Array(partitions);
@@ -605,6 +807,14 @@ export class ScanTable {
         const p = partitionOf(part.hashes[i], partitions);
         counts[p]++;
         bytes[p] += digitCount(part.cells[i * w + NUM]);
+      }
+    }
+    const dw = this.denseWidth;
+    if (dense) {
+      for (let i = 0, rb = -1; i < win.span; i++, rb += dw) {
+        if (dense[rb + COUNT] === 0) continue;
+        counts[dparts![i]]++;
+        bytes[dparts![i]] += digits;
       }
     }
     const writers: SectionWriter[] = [];
@@ -653,7 +863,52 @@ export class ScanTable {
         v.k[j] = v.kb;
       }
     }
+    if (!dense) return;
+    for (let i = 0, rb = -1; i < win.span; i++, rb += dw) {
+      if (dense[rb + COUNT] === 0) continue;
+      const num = win.base + i;
+      const v = writers[dparts![i]];
+      const j = v.i++;
+      v.h[j] = hashOfInteger(num);
+      const a = v.a;
+      a[j * w + NUM] = num;
+      for (let k = 1, d = j * w; k < w; k++) a[d + k] = dense[rb + k];
+      putDigits(v.b, v.kb, num, digits);
+      v.kb += digits;
+      v.k[j] = v.kb;
+    }
   }
+}
+
+/**
+ * The partition of every key of a dense window (row i: key base + i), by the same hash as
+ * {@link hashOfInteger}. The keys share their digit count, so the hash state after all digits but
+ * the last is computed once per ten keys.
+ */
+export function densePartitions(base: number, span: number, partitions: number): Uint16Array {
+  const out = new Uint16Array(span);
+  const digits = digitCount(base);
+  let last = base % 10;
+  let prefix = prefixHash(Math.floor(base / 10), digits - 1);
+  for (let i = 0; i < span; i++) {
+    if (last === 10) {
+      last = 0;
+      prefix = prefixHash(Math.floor((base + i) / 10), digits - 1);
+    }
+    out[i] = partitionOf(finalizeHash(Math.imul(prefix ^ (48 + last), 0x01000193)), partitions);
+    last++;
+  }
+  return out;
+}
+
+/** The FNV-1a state after the `digits` decimal digits of v (none when digits is 0). */
+function prefixHash(v: number, digits: number): number {
+  let h = 0x811c9dc5 | 0;
+  for (let k = digits - 1; k >= 0; k--) {
+    const d = Math.floor(v / POW10[k]) % 10;
+    h = Math.imul(h ^ (48 + d), 0x01000193);
+  }
+  return h;
 }
 
 /** Write the `len` decimal digits of the integer `x` at b[at]. */
@@ -687,7 +942,7 @@ export function hashOfInteger(v: number): number {
 }
 
 /** Decimal digits of a non-negative integer below 10^16. */
-function digitCount(v: number): number {
+export function digitCount(v: number): number {
   let n = 1;
   while (n < 16 && v >= POW10[n]) n++;
   return n;

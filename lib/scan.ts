@@ -13,8 +13,8 @@
 import fs from 'node:fs';
 import zlib from 'node:zlib';
 import { F_QTY, F_DATE, finalizeHash } from './table.js';
-import { ScanTable, type BatchArrays } from './scan-table.js';
-import { encodeScanTable } from './partial.js';
+import { ScanTable, type BatchArrays, type DenseWindow } from './scan-table.js';
+import { encodeScanTable, type DenseSegment } from './partial.js';
 import { EMPTY, INVALID, OK, TOO_PRECISE, parseDate, parseDecimal, type ParseOut } from './util/bytes.js';
 import { MAX_SCALE } from './util/exact.js';
 import { SegflowError } from './errors.js';
@@ -62,6 +62,11 @@ export interface ScanTask extends ScanSchema, ScanRange {
   maxRecordBytes?: number;
   /** Keep the rows in this worker's table for the job instead of returning sections. */
   hold?: HoldOptions;
+  /**
+   * The job's dense key window (scan-table.ts): a held table folds integer keys inside it into a
+   * direct-indexed array, handed over as it is at the flush. Used only with `hold`.
+   */
+  dense?: DenseWindow;
   /**
    * Attempts already made at this range in an earlier scan whose held table was lost: a scan
    * again is a later attempt at the same work (fault injection counts them).
@@ -135,6 +140,20 @@ export interface ScanOutput {
   held?: boolean;
   /** With a held table: the ranges whose rows `sections` hold (this range's included, if it was scanned). */
   covers?: string[];
+  /** A flushed held table's dense rows (their keys are in no section of this output). */
+  dense?: DenseSegment;
+}
+
+/** What a sample scan of a small range saw of the user ids (for the job's dense key window). */
+export interface KeySample {
+  /** Rows counted and rejected, and the bytes they came from. */
+  rows: number;
+  bytes: number;
+  /** Distinct keys that are plain integers, their smallest and largest value; distinct other keys. */
+  ints: number;
+  min: number;
+  max: number;
+  others: number;
 }
 
 const NL = 10;
@@ -300,19 +319,31 @@ export function flushHeld(task: FlushTask): ScanOutput[] {
     heldTables.delete(k);
     const t = held.table;
     if (!task.discard) {
-      outs.push({
-        ...emptyOutput(),
-        sections: encodeScanTable(t, task.partitions),
-        keys: t.keys,
-        scale: t.scale,
-        qscale: t.qscale,
-        tableBytes: t.bytes,
-        covers: held.covers,
-      });
+      const keys = t.keys;
+      const tableBytes = t.bytes + t.denseBytes;
+      const sections = encodeScanTable(t, task.partitions, false);
+      const d = t.takeDense();
+      const dense = d && { buf: d.buffer as SharedArrayBuffer, base: t.window!.base, span: t.window!.span, width: t.denseWidth, scale: t.scale, qscale: t.qscale };
+      outs.push({ ...emptyOutput(), sections, dense, keys, scale: t.scale, qscale: t.qscale, tableBytes, covers: held.covers });
     }
     t.release();
   }
   return outs;
+}
+
+/** Scan a small range only to see its keys (no faults, nothing kept: the plan's sample). */
+export async function sampleRange(task: ScanTask): Promise<KeySample> {
+  const scanner = new RangeScanner(task);
+  try {
+    if (task.compressed) await readCompressed(task, scanner, task.chunkSize ?? 1 << 20);
+    else readPlain(task, scanner, task.chunkSize ?? 1 << 20);
+    const st = scanner.table.keyStats();
+    const bytes = Math.max(0, scanner.endOffset - scanner.firstRecord);
+    return { rows: scanner.rows + scanner.rejected, bytes, ...st };
+  } finally {
+    scanner.finish(false);
+    scanner.table.release();
+  }
 }
 
 function emptyOutput(): ScanOutput {
@@ -474,7 +505,7 @@ class RangeScanner {
     this.hasDate = (flags & F_DATE) !== 0;
     // sized for the range (about one key per 64 bytes) so that it rarely grows while scanning
     const span = task.compressed ? 64 << 20 : Math.min(task.end - task.start, 256 << 20);
-    this.table = table ?? new ScanTable(flags, Math.max(4096, Math.ceil(span / 64)));
+    this.table = table ?? new ScanTable(flags, Math.max(4096, Math.ceil(span / 64)), task.hold ? task.dense : undefined);
     this.maxRecord = task.maxRecordBytes ?? 1 << 20;
     const idx = [task.user, task.amount, task.quantity, task.date];
     this.nf = Math.max(...idx) + 1;

@@ -20,6 +20,7 @@ export function inputOptions(y: Argv): Argv {
     .option('shards', { describe: 'output shards (hash partitions)', type: 'number', default: 8 })
     .option('range-size', { describe: 'bytes per scan task (default: 4+ ranges per worker, 1-64 MiB)', type: 'string' })
     .option('memory', { describe: 'budget for partial tables before they spill to disk (default: 1/4 of RAM)', type: 'string' })
+    .option('dense-keys', { describe: 'integer user ids in a narrow range go into direct-indexed arrays (--no-dense-keys: hash tables only; default: for inputs of 64 MiB+)', type: 'boolean' })
     .option('max-bad-ratio', { describe: 'fail once rejected rows / rows read passes this (0..1)', type: 'number', default: 1 })
     .option('force', { describe: 'replace an existing result in --out', type: 'boolean', default: false })
     .option('json', { describe: 'print the summary as JSON on stdout', type: 'boolean', default: false })
@@ -46,6 +47,7 @@ export function aggregateOptions(a: Record<string, unknown>): AggregateOptions {
     rangeSize: parseBytes(a.rangeSize as string | undefined, '--range-size'),
     memory: parseBytes(a.memory as string | undefined, '--memory'),
     maxBadRatio: a.maxBadRatio as number,
+    denseKeys: a.denseKeys as boolean | undefined,
     force: a.force as boolean,
     cluster: a.cluster as string | undefined,
     store: a.store as string | undefined,

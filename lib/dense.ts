@@ -1,0 +1,103 @@
+/**
+ * The plan's dense key window. User ids are very often plain integers handed out in sequence, so
+ * a year of sales has its ids in a narrow range: then a scan table folds them into a
+ * direct-indexed array (row = id - base) instead of hashing and probing (scan-table.ts,
+ * DenseWindow), and the merge adds those arrays row by row.
+ *
+ * The window is chosen before the scan from a sample: a few small ranges spread over the input,
+ * scanned on the pool (the coordinator never parses rows). Ids the sample missed simply take the
+ * hash table path, so a poor sample costs speed, never correctness.
+ */
+import type { SegflowPool } from './pool.js';
+import type { FileSchema } from './schema.js';
+import { scanTaskOf, type KeySample } from './scan.js';
+import { digitCount, type DenseWindow } from './scan-table.js';
+import type { Range } from './split.js';
+import { layout } from './table.js';
+import { POW10 } from './util/exact.js';
+
+/** Sample pieces over the whole input (about; every file gets at least one, up to twice this). */
+const PIECES = 16;
+/** Bytes per sample piece. */
+const PIECE_BYTES = 64 * 1024;
+/** Inputs of this many bytes or more get a dense window unless the job says otherwise. */
+export const DENSE_MIN_BYTES = 64 * 1024 * 1024;
+
+/** Byte ranges to sample: evenly spaced pieces of each file (gzip files: their first piece). */
+export function samplePieces(schemas: FileSchema[]): Range[] {
+  const total = schemas.reduce((s, f) => s + Math.max(0, f.size - f.dataStart), 0);
+  const out: Range[] = [];
+  schemas.forEach((f, fileIndex) => {
+    if (out.length >= 2 * PIECES) return;
+    const bytes = Math.max(0, f.size - f.dataStart);
+    if (bytes === 0) return;
+    const k = f.compressed ? 1 : Math.max(1, Math.min(PIECES, Math.round((PIECES * bytes) / Math.max(1, total))));
+    for (let j = 0; j < k; j++) {
+      const start = f.dataStart + Math.floor((j * bytes) / k);
+      const end = f.compressed ? start + PIECE_BYTES : Math.min(f.size, start + PIECE_BYTES);
+      out.push({ fileIndex, rangeIndex: j, start, end, atRecordStart: j === 0, weight: end - start });
+    }
+  });
+  return out;
+}
+
+/**
+ * The window for what the samples saw, or undefined when dense rows would not pay: most keys must
+ * be plain integers, the window (the sampled range with a quarter of its width as margin on each
+ * side, within one digit count) at most two rows per input row the sample predicts, and its rows
+ * at most `maxBytes`.
+ */
+export function chooseWindow(samples: KeySample[], totalBytes: number, flags: number, maxBytes: number): DenseWindow | undefined {
+  let rows = 0;
+  let bytes = 0;
+  let ints = 0;
+  let others = 0;
+  let min = Infinity;
+  let max = -Infinity;
+  for (const s of samples) {
+    rows += s.rows;
+    bytes += s.bytes;
+    ints += s.ints;
+    others += s.others;
+    if (s.ints > 0) {
+      min = Math.min(min, s.min);
+      max = Math.max(max, s.max);
+    }
+  }
+  if (ints === 0 || rows === 0 || others * 10 > ints) return undefined;
+  // one digit count: value order is then byte order, and the merge prints rows as they come
+  const d = digitCount(max);
+  const floor = d > 1 ? POW10[d - 1] : 0;
+  const ceil = POW10[d] - 1;
+  const lo = Math.max(min, floor);
+  const estRows = (rows * totalBytes) / Math.max(1, bytes);
+  const rowBytes = (layout(flags).width - 1) * 8;
+  for (const margin of [Math.floor((max - lo) / 4) + 1024, 0]) {
+    const base = Math.max(floor, lo - margin);
+    const span = Math.min(ceil, max + margin) - base + 1;
+    if (span <= 2 * estRows + 1024 && span * rowBytes <= maxBytes && span < 2 ** 31) return { base, span };
+  }
+  return undefined;
+}
+
+/** Sample the input on the pool and choose the job's dense window (see {@link chooseWindow}). */
+export async function planDenseWindow(
+  pool: SegflowPool,
+  schemas: FileSchema[],
+  totalBytes: number,
+  partitions: number,
+  flags: number,
+  maxBytes: number,
+  signal: AbortSignal,
+): Promise<DenseWindow | undefined> {
+  const pieces = samplePieces(schemas);
+  if (pieces.length === 0) return undefined;
+  const samples = await Promise.all(
+    pieces.map((r) => {
+      const s = schemas[r.fileIndex];
+      const task = { ...scanTaskOf(s.file, s, r, partitions, 0), chunkSize: 4 * PIECE_BYTES };
+      return pool.run<KeySample>('sample', task, { signal, label: `sampling ${s.file} bytes ${r.start}-${r.end}` });
+    }),
+  );
+  return chooseWindow(samples, totalBytes, flags, maxBytes);
+}
