@@ -303,23 +303,23 @@ export class ScanTable {
   }
 
   /**
-   * What a sample scan saw: distinct keys that are plain integers (their smallest and largest
-   * value) and distinct other keys.
+   * What a sample scan saw: distinct keys that are plain integers (and up to `most` of them, in
+   * hash order, a random subset, with their row counts) and distinct other keys.
    */
-  keyStats(): { ints: number; others: number; min: number; max: number } {
+  keyStats(most: number): { ints: number; others: number; keys: number[]; counts: number[] } {
     this.foldStaged();
     let ints = 0;
-    let min = Infinity;
-    let max = -Infinity;
+    const keys: number[] = [];
+    const counts: number[] = [];
     for (const part of this.parts) {
-      for (let u = 0; u < part.size; u++) {
-        const v = part.cells[part.used[u] * this.width + NUM];
-        if (v < min) min = v;
-        if (v > max) max = v;
-      }
       ints += part.size;
+      for (let u = 0; u < part.size && keys.length < most; u++) {
+        const o = part.used[u] * this.width;
+        keys.push(part.cells[o + NUM]);
+        counts.push(part.cells[o + COUNT]);
+      }
     }
-    return { ints, others: this.size, min, max };
+    return { ints, others: this.size, keys, counts };
   }
 
   /** Bytes held by the table's arrays. */

@@ -149,11 +149,12 @@ export interface KeySample {
   /** Rows counted and rejected, and the bytes they came from. */
   rows: number;
   bytes: number;
-  /** Distinct keys that are plain integers, their smallest and largest value; distinct other keys. */
+  /** Distinct keys that are plain integers, and distinct other keys. */
   ints: number;
-  min: number;
-  max: number;
   others: number;
+  /** Some of the integer keys (all when there are few: a random subset) and their rows. */
+  keys: number[];
+  counts: number[];
 }
 
 const NL = 10;
@@ -337,7 +338,7 @@ export async function sampleRange(task: ScanTask): Promise<KeySample> {
   try {
     if (task.compressed) await readCompressed(task, scanner, task.chunkSize ?? 1 << 20);
     else readPlain(task, scanner, task.chunkSize ?? 1 << 20);
-    const st = scanner.table.keyStats();
+    const st = scanner.table.keyStats(4096);
     const bytes = Math.max(0, scanner.endOffset - scanner.firstRecord);
     return { rows: scanner.rows + scanner.rejected, bytes, ...st };
   } finally {

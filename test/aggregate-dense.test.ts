@@ -1,0 +1,151 @@
+/**
+ * Dense user ids (lib/dense.ts, scan-table.ts DenseWindow): integer ids in a narrow window fold
+ * into direct-indexed arrays that go to the merge as they are. The output must not change: random
+ * files whose ids mix window ids with ids outside it (other digit counts, leading zeros, strings,
+ * ids past 15 digits), decimal places that grow mid-file, quantity and date columns, and products
+ * past 2^52, give the same bytes with and without the window, for 1 and 2 workers, many range
+ * sizes, and a memory budget so small that every table leaves as sections.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { aggregate, SegflowPool } from '../lib/index.js';
+import { Random } from '../lib/util/random.js';
+import { densePartitions, hashOfInteger } from '../lib/scan-table.js';
+import { partitionOf } from '../lib/table.js';
+import { chooseWindow } from '../lib/dense.js';
+import { F_DATE, F_QTY } from '../lib/table.js';
+import { assertSameOutput } from './helpers/output.js';
+import { fmt, readShards, referenceAggregate } from './helpers/reference.js';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'segflow-dense-'));
+const pool2 = new SegflowPool({ workers: 2 });
+const pool1 = new SegflowPool({ workers: 1 });
+
+test('densePartitions gives each key the partition of its hash', () => {
+  const windows: [number, number][] = [
+    [0, 10],
+    [1, 9],
+    [10, 90],
+    [995, 5],
+    [1000001, 5000],
+    [7777770, 123],
+    [99999999990, 10],
+    [100000000000000, 2000],
+    [999999999999000, 1000],
+  ];
+  for (const [base, span] of windows) {
+    for (const P of [1, 3, 8, 256, 65535]) {
+      const parts = densePartitions(base, span, P);
+      for (let i = 0; i < span; i++) {
+        if (parts[i] !== partitionOf(hashOfInteger(base + i), P)) assert.unreachable(`key ${base + i} of P=${P}: ${parts[i]}`);
+      }
+    }
+  }
+});
+
+test('chooseWindow: narrow integer ids get a window of one digit count; strings, sparse ids and tight memory do not', () => {
+  /** A sample whose integer ids are `n` evenly spaced ids from min to max for each range listed, a row each. */
+  const sample = (ranges: [number, number, number][], others = 0, rows = 5000) => {
+    const keys: number[] = [];
+    for (const [min, max, n] of ranges) for (let i = 0; i < n; i++) keys.push(n === 1 ? min : Math.round(min + ((max - min) * i) / (n - 1)));
+    return { rows, bytes: 64 * 1024, others, ints: keys.length, keys, counts: keys.map(() => 1) };
+  };
+  const big = 64 * 1024 * 1024 * 16;
+  const w = chooseWindow([sample([[1000100, 1500000, 900]]), sample([[1000050, 1499000, 900]])], big, 0, 1 << 30)!;
+  assert.ok(w, 'a window');
+  assert.ok(w.base <= 1000050 && w.base >= 1000000, `base ${w.base}`);
+  assert.ok(w.base + w.span - 1 >= 1500000 && w.base + w.span - 1 <= 9999999, `last ${w.base + w.span - 1}`);
+  // ids of several digit counts: the window takes the count most ids have
+  const m = chooseWindow([sample([[5, 9, 5], [500000, 500400, 400], [1000000, 1000000, 1]])], big, 0, 1 << 30)!;
+  assert.ok(m.base >= 100000 && m.base <= 500000 && m.base + m.span - 1 <= 999999 && m.base + m.span > 500400, `${m.base} + ${m.span}`);
+  // a few stray ids far away do not widen the window past what the rows can fill
+  const s = chooseWindow([sample([[500000, 500400, 400], [100000, 999999, 8]], 0, 1000)], 1 << 20, 0, 1 << 30)!;
+  assert.ok(s && s.base >= 100000 && s.span < 5000, `${s?.base} + ${s?.span}`);
+  assert.is(chooseWindow([sample([[1, 900, 100]], 20)], big, 0, 1 << 30), undefined, 'too many string ids');
+  assert.is(chooseWindow([sample([[1e9, 9e9, 1000]], 0, 1000)], 1 << 20, 0, 1 << 30), undefined, 'ids far sparser than rows');
+  assert.is(chooseWindow([sample([[1000000, 1500000, 1000]])], big, F_QTY | F_DATE, 1 << 20), undefined, 'over the memory limit');
+  assert.is(chooseWindow([sample([])], big, 0, 1 << 30), undefined, 'no keys');
+});
+
+/** A random CSV whose ids are mostly in a narrow 6-digit window, the rest anything. */
+function randomFile(rnd: Random, i: number, qty: boolean, date: boolean): string {
+  const cols = ['user', 'amount', ...(qty ? ['qty'] : []), ...(date ? ['day'] : []), 'note'];
+  let text = cols.join(',') + '\n';
+  const rows = 200 + rnd.int(3000);
+  const odd = ['00123', '123', '99999', '1000000', 'Zoë', '9999999999999999', '500000', ' 500001 ', 'x'];
+  for (let r = 0; r < rows; r++) {
+    const t = rnd.next();
+    const id = t < 0.85 ? String(500000 + rnd.int(400)) : t < 0.93 ? String(100000 + rnd.int(900000)) : odd[rnd.int(odd.length)];
+    // places grow mid-file (each table rescales its rows), sometimes a product past 2^52
+    const dp = r < rows / 3 ? 0 : rnd.int(4);
+    let amount = String(rnd.int(100000));
+    if (dp > 0) amount += '.' + String(rnd.int(10 ** dp)).padStart(dp, '0');
+    if (rnd.next() < 0.1) amount = '-' + amount;
+    if (rnd.next() < 0.02) amount = 'n/a';
+    const cells = [id, qty && rnd.next() < 0.01 ? '9007199254740.5' : amount];
+    if (qty) cells.push(String(1 + rnd.int(5)) + (rnd.next() < 0.3 ? '.5' : ''));
+    if (date) cells.push(`2011-${String(1 + rnd.int(12)).padStart(2, '0')}-${String(1 + rnd.int(28)).padStart(2, '0')}`);
+    cells.push(rnd.next() < 0.1 ? '"a, b"' : 'n');
+    text += cells.join(',') + '\n';
+  }
+  const file = path.join(tmp, `dense-${i}.csv`);
+  fs.writeFileSync(file, text);
+  return file;
+}
+
+test('random files: the same bytes with and without the dense window', async () => {
+  const rnd = new Random(20261129);
+  for (let i = 0; i < 16; i++) {
+    const qty = i % 4 === 1 || i % 4 === 3;
+    const date = i % 4 >= 2;
+    const file = randomFile(rnd, i, qty, date);
+    const opts = { input: file, shards: 1 + rnd.int(8), force: true, userCol: 'user', amountCol: 'amount', quantityCol: qty ? 'qty' : 'none', dateCol: date ? 'day' : undefined };
+    const ref = path.join(tmp, `ref-${i}`);
+    const r = await aggregate({ ...opts, out: ref, pool: pool1, denseKeys: false });
+    assert.is(r.denseKeys, undefined);
+    if (!qty) {
+      // the reference knows amounts only: check the plain files against it too
+      const want = referenceAggregate(file, 'user', 'amount');
+      const got = readShards(ref).users;
+      assert.is(got.size, want.users.size);
+      for (const [k, u] of want.users) assert.is(got.get(k)?.total, fmt(u.total, want.scale), `file ${i}: total of ${k}`);
+    }
+    for (const [pool, rangeSize, memory] of [
+      [pool2, 997, undefined],
+      [pool1, 4096, undefined],
+      [pool2, 64 + rnd.int(3000), undefined],
+      [pool2, 2048, 8 << 20], // tables pass their byte limit: dense rows leave as sections
+    ] as const) {
+      const out = path.join(tmp, `dense-${i}-${pool.workers}-${rangeSize}`);
+      const s = await aggregate({ ...opts, out, pool, rangeSize, memory, denseKeys: true });
+      const ctx = `file ${i}, ${pool.workers} workers, range ${rangeSize}, memory ${memory}`;
+      assert.ok(s.denseKeys, `${ctx}: a dense window`);
+      assert.ok(s.denseKeys!.first >= 100000 && s.denseKeys!.last <= 999999, `${ctx}: window of 6-digit ids`);
+      assert.is(s.rows.counted, r.rows.counted, ctx);
+      assert.is(s.total, r.total, ctx);
+      assertSameOutput(out, ref, `differs (${ctx})`);
+    }
+  }
+});
+
+test('the dense window is the default for a large input only, and --no-dense-keys turns it off', async () => {
+  const file = path.join(tmp, 'small.csv');
+  fs.writeFileSync(file, 'user_id,amount\n' + Array.from({ length: 5000 }, (_, k) => `${2000 + (k % 300)},${k % 97}.5`).join('\n') + '\n');
+  const base = { input: file, pool: pool2, rangeSize: 4096, force: true };
+  const auto = await aggregate({ ...base, out: path.join(tmp, 'auto') });
+  assert.is(auto.denseKeys, undefined, 'a small input: no window by default');
+  const on = await aggregate({ ...base, out: path.join(tmp, 'on'), denseKeys: true });
+  assert.equal(on.denseKeys, { first: 1000, last: on.denseKeys!.last });
+  assertSameOutput(path.join(tmp, 'on'), path.join(tmp, 'auto'));
+});
+
+test.after(async () => {
+  await pool1.destroy();
+  await pool2.destroy();
+  if (!process.env.KEEP) fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+test.run();
