@@ -501,14 +501,33 @@ function mergeIntegerKeys(sections: Section[], flags: number, scale: number, qsc
   return { users: size, totals: { rows, total: limbsToBig(totals[0], totals[1]), quantity: limbsToBig(totals[2], totals[3]) } };
 }
 
-/** densePartitions() of the window this worker merged last (each partition's task needs it). */
-let partsCache: { base: number; span: number; partitions: number; parts: Uint16Array } | undefined;
+/**
+ * The keys of a dense window by partition (densePartitions()): partition p's row indexes are
+ * order[starts[p], starts[p + 1]), ascending. Kept for the window this worker merged last (each
+ * partition's task needs it).
+ */
+interface DenseParts {
+  base: number;
+  span: number;
+  partitions: number;
+  parts: Uint16Array;
+  order: Int32Array;
+  starts: Int32Array;
+}
+let partsCache: DenseParts | undefined;
 
-function densePartsOf(seg: DenseSegment, partitions: number): Uint16Array {
+function densePartsOf(seg: DenseSegment, partitions: number): DenseParts {
   const c = partsCache;
-  if (c && c.base === seg.base && c.span === seg.span && c.partitions === partitions) return c.parts;
-  partsCache = { base: seg.base, span: seg.span, partitions, parts: densePartitions(seg.base, seg.span, partitions) };
-  return partsCache.parts;
+  if (c && c.base === seg.base && c.span === seg.span && c.partitions === partitions) return c;
+  const parts = densePartitions(seg.base, seg.span, partitions);
+  const starts = new Int32Array(partitions + 1);
+  for (let i = 0; i < seg.span; i++) starts[parts[i] + 1]++;
+  for (let p = 0; p < partitions; p++) starts[p + 1] += starts[p];
+  const at = starts.slice(0, partitions);
+  const order = new Int32Array(seg.span);
+  for (let i = 0; i < seg.span; i++) order[at[parts[i]]++] = i;
+  partsCache = { base: seg.base, span: seg.span, partitions, parts, order, starts };
+  return partsCache;
 }
 
 /**
@@ -516,7 +535,7 @@ function densePartsOf(seg: DenseSegment, partitions: number): Uint16Array {
  * window are added across the segments and printed in key order (the window's keys share their
  * digit count, so value order is byte order). No table, no sort.
  */
-function mergeDense(segs: DenseSegment[], parts: Uint16Array, p: number, flags: number, scale: number, qscale: number, dateHasTime: boolean, out: ChunkWriter): { users: number; totals: Totals } {
+function mergeDense(segs: DenseSegment[], dp: DenseParts, p: number, flags: number, scale: number, qscale: number, dateHasTime: boolean, out: ChunkWriter): { users: number; totals: Totals } {
   const { width: w, qty: qtyOff, dmin: dateOff } = layout(flags);
   const shape = { qtyOff, dateOff, scale, qscale };
   const { base, span } = segs[0];
@@ -528,10 +547,42 @@ function mergeDense(segs: DenseSegment[], parts: Uint16Array, p: number, flags: 
   let rows = 0;
   let users = 0;
   const fixed = 8 + 2 + 5 * 64 + 2 * (scale + qscale) + 16;
-  for (let i = 0; i < span; i++) {
-    if (parts[i] !== p) continue;
+  const { order } = dp;
+  const from = dp.starts[p];
+  const to = dp.starts[p + 1];
+  // the usual rows: count and total only, every segment at the job's places, one or two segments
+  // (two low limbs, each within 2^51, add up exactly, and so does the running total's)
+  const plain = w === 4 && segs.length <= 2 && segs.every((s) => s.scale === scale);
+  for (let x = from; x < to; x++) {
+    const i = order[x];
     // the row base: a dense row's fields sit at the slot row offsets from it (scan-table.ts)
     const rb = i * dw - 1;
+    if (plain) {
+      let c = 0;
+      let lo = 0;
+      let hi = 0;
+      for (let k = 0; k < views.length; k++) {
+        const v = views[k];
+        c += v[rb + COUNT];
+        lo += v[rb + SUM];
+        hi += v[rb + SUM + 1];
+      }
+      if (c === 0) continue;
+      users++;
+      rows += c;
+      out.ensure(fixed);
+      const buf = out.buf;
+      let q = putUint(buf, out.pos, base + i);
+      buf[q++] = 44;
+      q = putUint(buf, q, c);
+      buf[q++] = 44;
+      q = putLimbs(buf, q, lo, hi, scale);
+      buf[q++] = 10;
+      out.pos = q;
+      addExact(totals, 0, lo);
+      totals[1] += hi;
+      continue;
+    }
     let any = false;
     for (let k = 0; k < views.length; k++) {
       const v = views[k];
@@ -705,7 +756,7 @@ export function mergePartition(task: MergeTask): MergeOutput {
   // dense keys alone (the usual case with a dense window): no table at all
   const denseOnly = parts !== undefined && task.segments.every((r) => segmentBytes(r) <= 32);
   // else the partition's dense keys become sections like any other
-  const extra = parts && !denseOnly ? denseSegs.map((seg) => denseSection(seg, task.partition, parts, task.flags)) : [];
+  const extra = parts && !denseOnly ? denseSegs.map((seg) => denseSection(seg, task.partition, parts.parts, task.flags)) : [];
   const inputBytes = task.segments.reduce((s, r) => s + segmentBytes(r), 0) + extra.reduce((s, x) => s + x.acc.byteLength * 1.5, 0);
   const subs = subPartitionsFor(inputBytes, task.memory);
   // the arrays this worker keeps for its next scan count against the task's memory: let them go
