@@ -8,8 +8,12 @@
  * interleaved in one process, round by round, so the machine's noise hits both alike; report the
  * best and the median per build.
  *
+ * With `--window BASE:SPAN` the tables fold the integer ids in [BASE, BASE + SPAN) into dense
+ * rows (lib/dense.ts; a job picks the window from a sample, `segflow aggregate --json` prints it)
+ * and the merge adds them as they are.
+ *
  *   node dist/bench/scan.bench.js [--file F] [--size 256MiB] [--ranges 4] [--rounds 4]
- *                                 [--builds dist,/tmp/other/dist] [--json]
+ *                                 [--window 1000000:2353000] [--builds dist,/tmp/other/dist] [--json]
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -26,6 +30,8 @@ const ranges = Number(flag('ranges', '4'));
 const rounds = Number(flag('rounds', '4'));
 const builds = flag('builds', path.resolve(here, '..')).split(',').map((b) => path.resolve(b));
 const json = args.includes('--json');
+const win = flag('window', '');
+const dense = win ? { base: Number(win.split(':')[0]), span: Number(win.split(':')[1]) } : undefined;
 
 type Mod = Record<string, (...a: never[]) => unknown>;
 interface Build {
@@ -61,6 +67,7 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'segflow-scanbench-'));
 interface Flushed {
   sections: SharedArrayBuffer[];
   keys: number;
+  dense?: unknown;
 }
 
 /** Scan ranges [from, to) of the file into one held table of `job`. */
@@ -73,6 +80,7 @@ async function holdRanges(b: Build, job: string, from: number, to: number): Prom
     const end = Math.min(size, start + step);
     const task = (b.scan.scanTaskOf as (...a: unknown[]) => Record<string, unknown>)(file, s, { fileIndex: 0, rangeIndex: i, start, end, atRecordStart: i === 0, weight: end - start }, 8, i);
     task.hold = { job, maxBytes: 1e12, ended: [] };
+    task.dense = dense;
     await (b.scan.scanRange as (t: unknown) => Promise<unknown>)(task);
   }
 }
@@ -109,6 +117,7 @@ for (let round = 0; round < rounds; round++) {
         partition: p,
         partitions: 8,
         segments: halves.map((o) => ({ shared: o.sections[p] })),
+        dense: halves.flatMap((o) => (o.dense ? [o.dense] : [])),
         flags: 0,
         scale: 0,
         qscale: 0,

@@ -47,6 +47,11 @@ const PART_SHIFT = 32 - PART_BITS;
 const PART_LOAD = 0.75;
 /** Staged rows per part before every part is folded. */
 const STAGE_PER_PART = 4096;
+/**
+ * Dense rows are staged by window slice: at most DENSE_SLICES slices of a power-of-two rows each,
+ * sharing as many staged rows as the parts have (each slice the window has gets an equal share).
+ */
+const DENSE_SLICES = 512;
 
 /**
  * A job's dense key window: integer keys in [base, base + span), all with the same number of
@@ -117,7 +122,7 @@ function takeStage(qty: boolean, date: boolean, dense: boolean): Stage {
     q: new Float64Array(qty ? n : 0),
     qdp: new Int8Array(qty ? n : 0),
     date: new Float64Array(date ? n : 0),
-    fill: new Int32Array(PARTS),
+    fill: new Int32Array(dense ? DENSE_SLICES : PARTS),
   };
 }
 
@@ -172,6 +177,14 @@ export class ScanTable {
   denseKeys = 0;
   /** Window rows per dense stage slice: row index >>> dShift is the slice. */
   private readonly dShift: number;
+  /** Staged rows per slice. */
+  private readonly dStage: number;
+  /**
+   * Slices whose memory has been written. A fresh slice is written (zeros) before its first fold:
+   * a read of fresh memory maps the zero page, and the write after it faults the page in again.
+   * A written slice is swept before a fold instead.
+   */
+  private readonly dTouched = new Uint8Array(DENSE_SLICES);
   private dstage: Stage | undefined;
 
   constructor(flags: number, expectedKeys: number, window?: DenseWindow) {
@@ -215,13 +228,17 @@ export class ScanTable {
     this.dBase = window ? window.base : Infinity;
     this.dEnd = window ? window.base + window.span : -Infinity;
     let shift = 0;
-    while (window && (window.span - 1) >>> shift >= PARTS) shift++;
+    while (window && (window.span - 1) >>> shift >= DENSE_SLICES) shift++;
     this.dShift = shift;
+    this.dStage = window ? Math.floor((PARTS * STAGE_PER_PART) / (((window.span - 1) >>> shift) + 1)) : 0;
     if (window) {
       const want = window.span * this.denseWidth;
       // the last table's dense rows when it kept them (zeroed), else fresh shared memory
       const d = spare?.dense;
-      this.dense = d && d.length === want ? d : new Float64Array(new SharedArrayBuffer(want * 8));
+      if (d && d.length === want) {
+        this.dense = d;
+        this.dTouched.fill(1);
+      } else this.dense = new Float64Array(new SharedArrayBuffer(want * 8));
       this.dstage = takeStage(this.qtyOff >= 0, this.dateOff >= 0, true);
     }
   }
@@ -528,7 +545,7 @@ export class ScanTable {
     const st = this.dstage!;
     const slice = idx >>> this.dShift;
     const f = st.fill[slice];
-    const i = slice * STAGE_PER_PART + f;
+    const i = slice * this.dStage + f;
     st.hash[i] = idx;
     st.m[i] = m;
     st.dp[i] = dp;
@@ -540,7 +557,7 @@ export class ScanTable {
     }
     if (this.dateOff >= 0) st.date[i] = date;
     st.fill[slice] = f + 1;
-    if (f + 1 === STAGE_PER_PART) this.foldStaged();
+    if (f + 1 === this.dStage) this.foldStaged();
   }
 
   /** Fold every staged row into its part's table (and every staged dense row into its row). */
@@ -558,12 +575,20 @@ export class ScanTable {
     }
     const ds = this.dstage;
     if (!ds) return;
-    for (let si = 0; si < PARTS; si++) {
+    for (let si = 0; si < DENSE_SLICES; si++) {
       const cnt = ds.fill[si];
       if (cnt === 0) continue;
       ds.fill[si] = 0;
-      this.foldDense(si, si * STAGE_PER_PART, cnt);
+      this.foldDense(si, si * this.dStage, cnt);
     }
+  }
+
+  /** Write a fresh slice of the dense rows (zeros) before it is first read. */
+  private touchSlice(si: number): void {
+    const cells = this.dense!;
+    const rows = 1 << this.dShift;
+    this.dTouched[si] = 1;
+    cells.fill(0, si * rows * this.denseWidth, Math.min(cells.length, (si + 1) * rows * this.denseWidth));
   }
 
   /** Fold the staged dense rows [from, from + cnt) of slice `si` (places within the scale). */
@@ -580,10 +605,11 @@ export class ScanTable {
     const dateOff = this.dateOff;
     // warm the slice's rows with a forward sweep first (see foldPart)
     const sliceRows = 1 << this.dShift;
-    if (cnt * 16 >= sliceRows) {
+    if (this.dTouched[si] === 0) this.touchSlice(si);
+    else if (cnt * 16 >= sliceRows) {
       let sink = 0;
-      const end = Math.min(cells.length, (si + 1) * sliceRows * dw);
-      for (let k = si * sliceRows * dw; k < end; k += 8) sink += cells[k];
+      const sliceEnd = Math.min(cells.length, (si + 1) * sliceRows * dw);
+      for (let k = si * sliceRows * dw; k < sliceEnd; k += 8) sink += cells[k];
       this.sink = sink;
     }
     const end = from + cnt;
@@ -740,7 +766,9 @@ export class ScanTable {
     let cells: Float64Array;
     if (num >= this.dBase && num < this.dEnd) {
       cells = this.dense!;
-      o = (num - this.dBase) * this.denseWidth - 1;
+      const idx = num - this.dBase;
+      if (this.dTouched[idx >>> this.dShift] === 0) this.touchSlice(idx >>> this.dShift);
+      o = idx * this.denseWidth - 1;
       if (cells[o + COUNT] === 0) {
         this.denseKeys++;
         if (this.dateOff >= 0) {
