@@ -542,10 +542,24 @@ class RangeScanner {
     // the next quote byte at or after p (to: none in the buffer): lines before it take the plain
     // CSV loop, which then need not look for quotes byte by byte
     let quoteAt = -1;
+    const csv = !json && this.delim !== WHITESPACE;
     while (p < to) {
       if (base + p >= end) {
         this.finishAt(base + p);
         break;
+      }
+      if (csv) {
+        // the usual line: no quote before its newline, which is in this buffer (one pass over its
+        // bytes finds both the delimiters and the newline)
+        if (quoteAt < p) {
+          quoteAt = buf.indexOf(QUOTE, p);
+          if (quoteAt === -1 || quoteAt > to) quoteAt = to;
+        }
+        const next = this.plainLine(buf, p, quoteAt, base);
+        if (next >= 0) {
+          p = next;
+          continue;
+        }
       }
       let nl = buf.indexOf(NL, p);
       if (nl === -1 || nl >= to) {
@@ -591,6 +605,56 @@ class RangeScanner {
     if (this.endOffset < 0) this.endOffset = abs;
     if (this.firstRecord < 0) this.firstRecord = abs;
     this.done = true;
+  }
+
+  /**
+   * A CSV line at p with no quote before `lim`: its fields and its newline found in one pass.
+   * Returns the position after the line, or -1 when no newline comes before `lim` (the line holds
+   * a quote, or ends past the buffer: the general path takes it).
+   */
+  private plainLine(buf: Buffer, p: number, lim: number, base: number): number {
+    const delim = this.delim;
+    const want = this.want;
+    const nf = this.nf;
+    const fs = this.fs;
+    const fe = this.fe;
+    let f = 0;
+    let s = p;
+    let i = p;
+    for (; i < lim; i++) {
+      const c = buf[i];
+      if (c === delim) {
+        if (f < nf) {
+          const w = want[f];
+          if (w >= 0) {
+            fs[w] = s;
+            fe[w] = i;
+          }
+        }
+        f++;
+        s = i + 1;
+      } else if (c === NL) break;
+    }
+    if (i >= lim) return -1;
+    let ce = i;
+    if (ce > p && buf[ce - 1] === CR) ce--;
+    this.newlines++;
+    if (ce === p) {
+      this.emptyLines++;
+      return i + 1;
+    }
+    if (f < nf) {
+      const w = want[f];
+      if (w >= 0) {
+        fs[w] = s;
+        fe[w] = ce;
+      }
+    }
+    f++;
+    this.recordLine = this.newlines - 1;
+    if (f !== this.task.fieldCount) this.reject(buf, p, ce, base, `expected ${this.task.fieldCount} fields, found ${f}`);
+    else this.row(buf, buf, p, ce, base);
+    return i + 1;
   }
 
   /** A CSV record without quotes starting at p whose line content is [p, ce) and newline at nl. */
