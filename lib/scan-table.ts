@@ -163,8 +163,8 @@ export class ScanTable {
 
   /** The dense window ({@link DenseWindow}): keys in [dBase, dEnd) have rows in `dense`. */
   readonly window: DenseWindow | undefined;
-  private readonly dBase: number;
-  private readonly dEnd: number;
+  readonly dBase: number;
+  readonly dEnd: number;
   /** Doubles per dense row: a slot row without its key (`width - 1`). */
   readonly denseWidth: number;
   /**
@@ -541,7 +541,7 @@ export class ScanTable {
   }
 
   /** Stage one row of a dense key (row `idx` of the window) for its slice. */
-  private stageDense(idx: number, m: number, dp: number, q: number, qdp: number, date: number): void {
+  stageDense(idx: number, m: number, dp: number, q: number, qdp: number, date: number): void {
     const st = this.dstage!;
     const slice = idx >>> this.dShift;
     const f = st.fill[slice];

@@ -1016,18 +1016,18 @@ class RangeScanner {
     while (ks < ke && (src[ks] === SP || src[ks] === TAB)) ks++;
     while (ke > ks && (src[ke - 1] === SP || src[ke - 1] === TAB)) ke--;
     if (ks === ke) return this.reject(buf, p, ce, base, `missing user id (${names[0]})`);
-    let h = 0x811c9dc5 | 0;
+    // its value when it is a plain integer (the hash comes later, when the key needs one)
     let num = 0;
-    let digits = true;
     for (let i = ks; i < ke; i++) {
       const c = src[i];
-      h = Math.imul(h ^ c, 0x01000193);
       if (c >= 48 && c <= 57) num = num * 10 + (c - 48);
-      else digits = false;
+      else {
+        num = -1;
+        break;
+      }
     }
-    if (!digits || ke - ks > 15 || (src[ks] === 48 && ke - ks > 1)) num = -1;
+    if (ke - ks > 15 || (src[ks] === 48 && ke - ks > 1)) num = -1;
     const out = this.out;
-    // the amount
     // the amount: plain digits (the usual case) inline, anything else through parseDecimal
     const as = fs[1];
     const ae = fe[1];
@@ -1069,6 +1069,15 @@ class RangeScanner {
       date = out.date;
       if (out.hasTime) this.dateHasTime = true;
     }
+    const table = this.table;
+    if (big === undefined && num >= table.dBase && num < table.dEnd) {
+      // a key of the dense window: its row index is all it needs
+      table.stageDense(num - table.dBase, m, dp, q, qdp, date);
+      this.rows++;
+      return;
+    }
+    let h = 0x811c9dc5 | 0;
+    for (let i = ks; i < ke; i++) h = Math.imul(h ^ src[i], 0x01000193);
     h = finalizeHash(h);
     if (big !== undefined) {
       // exact slow path for a product past 2^52: fold now
