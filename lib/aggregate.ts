@@ -23,6 +23,7 @@ import { OutputDir } from './output.js';
 import type { AggregateOptions, AggregateSummary, InputSummary, ProgressEvent, Stage } from './types.js';
 import { VERSION } from './version.js';
 import { DENSE_MIN_BYTES, planDenseWindow } from './dense.js';
+import { returnDense, type DenseSegment } from './partial.js';
 
 /** The default number of shards (hash partitions), fixed so output does not depend on workers. */
 export const DEFAULT_SHARDS = 8;
@@ -164,6 +165,8 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
   const onAbort = (): void => job.abort();
   signal?.addEventListener('abort', onAbort, { once: true });
   const spill = new SpillStore(output.file('_spill'), budget.hold);
+  /** Dense rows the workers handed over: returned to them when the job ends (its merges are done). */
+  const lent: DenseSegment[] = [];
   const rejects = new RejectStore(output.file('_rejects'));
   const cleanup = async (): Promise<void> => {
     job.abort();
@@ -288,6 +291,7 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
     } else if (holding) {
       collected = await flushHeld(false);
       for (const out of collected) {
+        if (out.dense) lent.push(out.dense);
         for (const k of out.covers ?? []) covered.add(k);
         await spill.hold(out);
       }
@@ -399,6 +403,7 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
     if (signal?.aborted) throw abortError();
     throw err;
   } finally {
+    for (const d of lent) returnDense(d);
     signal?.removeEventListener('abort', onAbort);
     endedJobs.push(jobId);
     if (endedJobs.length > 16) endedJobs.shift();

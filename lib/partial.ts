@@ -84,6 +84,16 @@ export interface DenseSegment {
   width: number;
   scale: number;
   qscale: number;
+  /**
+   * Int32[1]: the job stores 1 once it is done with the rows (merged, or the job ended); the
+   * worker that wrote them may then reuse the memory for its next dense table.
+   */
+  lease: SharedArrayBuffer;
+}
+
+/** Tell the worker that wrote a dense segment that the job is done with its rows. */
+export function returnDense(seg: DenseSegment): void {
+  Atomics.store(new Int32Array(seg.lease), 0, 1);
 }
 
 /**

@@ -324,7 +324,7 @@ export function flushHeld(task: FlushTask): ScanOutput[] {
       const tableBytes = t.bytes + t.denseBytes;
       const sections = encodeScanTable(t, task.partitions, false);
       const d = t.takeDense();
-      const dense = d && { buf: d.buffer as SharedArrayBuffer, base: t.window!.base, span: t.window!.span, width: t.denseWidth, scale: t.scale, qscale: t.qscale };
+      const dense = d && { buf: d.rows.buffer as SharedArrayBuffer, lease: d.lease, base: t.window!.base, span: t.window!.span, width: t.denseWidth, scale: t.scale, qscale: t.qscale };
       outs.push({ ...emptyOutput(), sections, dense, keys, scale: t.scale, qscale: t.qscale, tableBytes, covers: held.covers });
     }
     t.release();
