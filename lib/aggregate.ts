@@ -14,7 +14,7 @@ import { resolveInputs } from './inputs.js';
 import { readSchema, type FileSchema } from './schema.js';
 import { MiB, defaultRangeSize, planRanges, queueOrder, type Range } from './split.js';
 import { rangeKey, scanTaskOf, type FlushTask, type RangeReject, type ScanOutput } from './scan.js';
-import type { MergeOutput, MergeTask, SegmentRef } from './merge.js';
+import { segmentBytes, type DenseMergeTask, type MergeOutput, type MergeTask, type SegmentRef } from './merge.js';
 import { parseFaults } from './faults.js';
 import { releaseShared } from './util/gc.js';
 import { F_DATE, F_QTY } from './table.js';
@@ -187,7 +187,7 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
     // only with held tables
     const wantDense = options.denseKeys ?? totalBytes >= DENSE_MIN_BYTES;
     const denseMax = Math.min(budget.task / 2, budget.hold / 2 / pool.workers);
-    const dense = holding && wantDense ? await planDenseWindow(pool, schemas, totalBytes, shards, flags, denseMax, job.signal) : undefined;
+    const denseWindow = holding && wantDense ? await planDenseWindow(pool, schemas, totalBytes, shards, flags, denseMax, job.signal) : undefined;
     timings.plan = performance.now() - t0;
     const progress = new Progress(options.onProgress, t0, totalBytes);
     progress.emit('plan', 0, 1);
@@ -216,7 +216,7 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
       // a held table past a third of the task's share is handed over: encoding it adds its
       // sections (about half its size), and dropped sections wait for a GC
       if (hold) task.hold = { job: jobId, maxBytes: budget.task / 3, ended: [...endedJobs] };
-      if (hold) task.dense = dense;
+      if (hold) task.dense = denseWindow;
       task.priorAttempts = attempts.get(k) ?? 0;
       attempts.set(k, task.priorAttempts + 1);
       const label = s.compressed ? `${s.file} (whole file)` : `${s.file} bytes ${r.start}-${r.end}`;
@@ -335,14 +335,42 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
     for (let p = 0; p < shards; p++) shardFiles.push(shardName('users', p, shards));
     const merged: MergeOutput[] = new Array(shards);
     let mergedCount = 0;
+    const dense = partials.flatMap((o) => (o.dense ? [o.dense] : []));
+    // every key in dense rows (no section holds one): one sweep of the window per worker writes a
+    // group of shards, instead of one pass per shard over rows spread across the whole window
+    const denseOnly = dense.length > 0 && partials.every((o) => Array.from({ length: shards }, (_, p) => segmentBytes(spill.ref(o, p)) <= 32).every(Boolean));
+    const groups = denseOnly ? Math.min(pool.workers, shards) : 0;
     await runAll(
-      Array.from({ length: shards }, (_, p) => p),
+      Array.from({ length: groups }, (_, g) => g),
+      async (g) => {
+        const group = Array.from({ length: shards }, (_, p) => p).filter((p) => p % groups === g);
+        const task: DenseMergeTask = {
+          partitions: shards,
+          group,
+          outFiles: group.map((p) => output.file(shardFiles[p])),
+          dense,
+          flags,
+          scale,
+          qscale,
+          dateHasTime,
+          scratchDir: output.file('_merge'),
+        };
+        const outs = await pool.run<MergeOutput[]>('merge', task, { signal: job.signal, label: `partitions ${group.join(', ')} (dense rows)`, onRetry: () => retries++ });
+        for (const m of outs) {
+          merged[m.partition] = m;
+          progress.emit('merge', ++mergedCount, shards);
+        }
+      },
+      job,
+    );
+    await runAll(
+      Array.from({ length: denseOnly ? 0 : shards }, (_, p) => p),
       async (p) => {
         const task: MergeTask = {
           partition: p,
           partitions: shards,
           segments: partials.map((o) => spill.ref(o, p)),
-          dense: partials.flatMap((o) => (o.dense ? [o.dense] : [])),
+          dense,
           flags,
           scale,
           qscale,
@@ -390,7 +418,7 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
       spilled: { partitions: spill.spilledSections, bytes: spill.spilledBytes },
       retries,
       rescanned,
-      denseKeys: dense ? { first: dense.base, last: dense.base + dense.span - 1 } : undefined,
+      denseKeys: denseWindow ? { first: denseWindow.base, last: denseWindow.base + denseWindow.span - 1 } : undefined,
       warnings,
       timings: roundTimings(timings),
       mbPerSec: Math.round((totalBytes / 1e6 / (timings.total / 1000)) * 10) / 10,

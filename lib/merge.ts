@@ -208,6 +208,15 @@ class ChunkWriter {
     this.flush();
     fs.closeSync(this.fd);
   }
+
+  /** Close without writing what is buffered (the attempt failed). */
+  closeQuietly(): void {
+    try {
+      fs.closeSync(this.fd);
+    } catch {
+      // already closed
+    }
+  }
 }
 
 const TWO53 = 2 ** 53;
@@ -501,41 +510,30 @@ function mergeIntegerKeys(sections: Section[], flags: number, scale: number, qsc
   return { users: size, totals: { rows, total: limbsToBig(totals[0], totals[1]), quantity: limbsToBig(totals[2], totals[3]) } };
 }
 
-/**
- * The keys of a dense window by partition (densePartitions()): partition p's row indexes are
- * order[starts[p], starts[p + 1]), ascending. Kept for the window this worker merged last (each
- * partition's task needs it).
- */
-interface DenseParts {
-  base: number;
-  span: number;
-  partitions: number;
-  parts: Uint16Array;
-  order: Int32Array;
-  starts: Int32Array;
-}
-let partsCache: DenseParts | undefined;
+/** densePartitions() of the window this worker merged last (each of its merge tasks needs it). */
+let partsCache: { base: number; span: number; partitions: number; parts: Uint16Array } | undefined;
 
-function densePartsOf(seg: DenseSegment, partitions: number): DenseParts {
+function densePartsOf(seg: DenseSegment, partitions: number): Uint16Array {
   const c = partsCache;
-  if (c && c.base === seg.base && c.span === seg.span && c.partitions === partitions) return c;
-  const parts = densePartitions(seg.base, seg.span, partitions);
-  const starts = new Int32Array(partitions + 1);
-  for (let i = 0; i < seg.span; i++) starts[parts[i] + 1]++;
-  for (let p = 0; p < partitions; p++) starts[p + 1] += starts[p];
-  const at = starts.slice(0, partitions);
-  const order = new Int32Array(seg.span);
-  for (let i = 0; i < seg.span; i++) order[at[parts[i]]++] = i;
-  partsCache = { base: seg.base, span: seg.span, partitions, parts, order, starts };
-  return partsCache;
+  if (c && c.base === seg.base && c.span === seg.span && c.partitions === partitions) return c.parts;
+  partsCache = { base: seg.base, span: seg.span, partitions, parts: densePartitions(seg.base, seg.span, partitions) };
+  return partsCache.parts;
+}
+
+/** Rows written to one shard. */
+interface ShardRows {
+  users: number;
+  totals: Totals;
 }
 
 /**
- * The merge of partition p when all its keys are in dense segments: the rows of each key of the
- * window are added across the segments and printed in key order (the window's keys share their
- * digit count, so value order is byte order). No table, no sort.
+ * The merge of partitions whose keys are all in dense segments: one forward sweep of the window
+ * adds each key's rows across the segments and prints the row into its partition's writer, when
+ * that partition is one of `outs` (indexed by partition, undefined for the others). Keys come in
+ * value order, which is byte order (the window's keys share their digit count). No table, no sort;
+ * the rows are read in memory order, once for all the partitions of the sweep.
  */
-function mergeDense(segs: DenseSegment[], dp: DenseParts, p: number, flags: number, scale: number, qscale: number, dateHasTime: boolean, out: ChunkWriter): { users: number; totals: Totals } {
+function mergeDense(segs: DenseSegment[], parts: Uint16Array, outs: (ChunkWriter | undefined)[], flags: number, scale: number, qscale: number, dateHasTime: boolean): ShardRows[] {
   const { width: w, qty: qtyOff, dmin: dateOff } = layout(flags);
   const shape = { qtyOff, dateOff, scale, qscale };
   const { base, span } = segs[0];
@@ -543,18 +541,16 @@ function mergeDense(segs: DenseSegment[], dp: DenseParts, p: number, flags: numb
   for (const s of segs) if (s.base !== base || s.span !== span || s.width !== dw) throw new SegflowError('ERR_INTERNAL', 'dense segments of different windows or row layouts');
   const views = segs.map((s) => new Float64Array(s.buf));
   const row = new Float64Array(w);
-  const totals = new Float64Array(4);
-  let rows = 0;
-  let users = 0;
+  // per partition: users, rows, total lo, hi, quantity lo, hi
+  const acc = outs.map(() => new Float64Array(6));
   const fixed = 8 + 2 + 5 * 64 + 2 * (scale + qscale) + 16;
-  const { order } = dp;
-  const from = dp.starts[p];
-  const to = dp.starts[p + 1];
   // the usual rows: count and total only, every segment at the job's places, one or two segments
   // (two low limbs, each within 2^51, add up exactly, and so does the running total's)
   const plain = w === 4 && segs.length <= 2 && segs.every((s) => s.scale === scale);
-  for (let x = from; x < to; x++) {
-    const i = order[x];
+  for (let i = 0; i < span; i++) {
+    const out = outs[parts[i]];
+    if (out === undefined) continue;
+    const a = acc[parts[i]];
     // the row base: a dense row's fields sit at the slot row offsets from it (scan-table.ts)
     const rb = i * dw - 1;
     if (plain) {
@@ -568,8 +564,8 @@ function mergeDense(segs: DenseSegment[], dp: DenseParts, p: number, flags: numb
         hi += v[rb + SUM + 1];
       }
       if (c === 0) continue;
-      users++;
-      rows += c;
+      a[0]++;
+      a[1] += c;
       out.ensure(fixed);
       const buf = out.buf;
       let q = putUint(buf, out.pos, base + i);
@@ -579,8 +575,8 @@ function mergeDense(segs: DenseSegment[], dp: DenseParts, p: number, flags: numb
       q = putLimbs(buf, q, lo, hi, scale);
       buf[q++] = 10;
       out.pos = q;
-      addExact(totals, 0, lo);
-      totals[1] += hi;
+      addExact(a, 2, lo);
+      a[3] += hi;
       continue;
     }
     let any = false;
@@ -598,16 +594,71 @@ function mergeDense(segs: DenseSegment[], dp: DenseParts, p: number, flags: numb
       addRow(row, 0, v, rb, segs[k], shape);
     }
     if (!any) continue;
-    users++;
-    rows += row[COUNT];
+    a[0]++;
+    a[1] += row[COUNT];
     out.ensure(fixed);
     const buf = out.buf;
     let q = putUint(buf, out.pos, base + i);
-    q = putValues(buf, q, row, 0, shape, dateHasTime, totals);
+    // putValues adds total and quantity limbs at [0..3] of its array: this partition's, from 2
+    q = putValues(buf, q, row, 0, shape, dateHasTime, a.subarray(2));
     buf[q++] = 10;
     out.pos = q;
   }
-  return { users, totals: { rows, total: limbsToBig(totals[0], totals[1]), quantity: limbsToBig(totals[2], totals[3]) } };
+  return acc.map((a) => ({ users: a[0], totals: { rows: a[1], total: limbsToBig(a[2], a[3]), quantity: limbsToBig(a[4], a[5]) } }));
+}
+
+/**
+ * A merge task for partitions whose keys are all in dense segments (no section holds a row): one
+ * sweep of the window writes every shard of `group` (see mergeDense). The job gives each worker
+ * one such task.
+ */
+export interface DenseMergeTask {
+  partitions: number;
+  /** The partitions this task writes, and their shard files. */
+  group: number[];
+  outFiles: string[];
+  dense: DenseSegment[];
+  flags: number;
+  scale: number;
+  qscale: number;
+  dateHasTime: boolean;
+  /** Folder for this task's temporary files (default: the shards' folder). */
+  scratchDir?: string;
+  attempt?: number;
+}
+
+/** Run a {@link DenseMergeTask}: its shards, each written under a temporary name and renamed. */
+export function mergeDenseGroup(task: DenseMergeTask): MergeOutput[] {
+  heldShared();
+  const parts = densePartsOf(task.dense[0], task.partitions);
+  const outs: (ChunkWriter | undefined)[] = new Array(task.partitions).fill(undefined);
+  const tmp: string[] = [];
+  try {
+    task.group.forEach((p, g) => {
+      const dir = task.scratchDir ?? path.dirname(task.outFiles[g]);
+      fs.mkdirSync(dir, { recursive: true });
+      tmp[g] = path.join(dir, `${path.basename(task.outFiles[g])}.a${task.attempt ?? 1}.tmp`);
+      outs[p] = new ChunkWriter(tmp[g]);
+      outs[p]!.text(shardHeader(task.flags));
+    });
+    const rows = mergeDense(task.dense, parts, outs, task.flags, task.scale, task.qscale, task.dateHasTime);
+    const result = task.group.map((p) => ({
+      partition: p,
+      users: rows[p].users,
+      rows: rows[p].totals.rows,
+      total: rows[p].totals.total.toString(),
+      quantity: rows[p].totals.quantity.toString(),
+      bytes: outs[p]!.bytes,
+      subPartitions: 1,
+    }));
+    task.group.forEach((p) => outs[p]!.close());
+    task.group.forEach((p, g) => fs.renameSync(tmp[g], task.outFiles[g]));
+    return result;
+  } catch (err) {
+    for (const o of outs) o?.closeQuietly();
+    for (const f of tmp) if (f) fs.rmSync(f, { force: true });
+    throw err;
+  }
 }
 
 /** The integer-key merge's table, kept by a worker between its merge tasks. */
@@ -756,7 +807,7 @@ export function mergePartition(task: MergeTask): MergeOutput {
   // dense keys alone (the usual case with a dense window): no table at all
   const denseOnly = parts !== undefined && task.segments.every((r) => segmentBytes(r) <= 32);
   // else the partition's dense keys become sections like any other
-  const extra = parts && !denseOnly ? denseSegs.map((seg) => denseSection(seg, task.partition, parts.parts, task.flags)) : [];
+  const extra = parts && !denseOnly ? denseSegs.map((seg) => denseSection(seg, task.partition, parts, task.flags)) : [];
   const inputBytes = task.segments.reduce((s, r) => s + segmentBytes(r), 0) + extra.reduce((s, x) => s + x.acc.byteLength * 1.5, 0);
   const subs = subPartitionsFor(inputBytes, task.memory);
   // the arrays this worker keeps for its next scan count against the task's memory: let them go
@@ -783,8 +834,13 @@ export function mergePartition(task: MergeTask): MergeOutput {
     // presize the table: about 47 bytes per section row; the sections of a partition mostly share
     // their keys, so three times an average section's keys rarely needs a growth (which rehashes)
     const expected = Math.ceil((3 * inputBytes) / 47 / Math.max(1, task.segments.length) / subs);
+    const one = (): ShardRows => {
+      const outs: (ChunkWriter | undefined)[] = new Array(task.partitions).fill(undefined);
+      outs[task.partition] = out;
+      return mergeDense(denseSegs, parts!, outs, task.flags, task.scale, task.qscale, task.dateHasTime)[task.partition];
+    };
     const fast = denseOnly
-      ? mergeDense(denseSegs, parts, task.partition, task.flags, task.scale, task.qscale, task.dateHasTime, out)
+      ? one()
       : subs === 1 && task.segments.every((r) => 'shared' in r)
         ? mergeIntegerKeys(extra.concat(task.segments.map((r) => loadSegment(r))), task.flags, task.scale, task.qscale, task.dateHasTime, out)
         : undefined;

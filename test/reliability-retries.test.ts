@@ -94,6 +94,12 @@ test('dense user ids (direct-indexed tables): a crash holding earlier ranges and
   const s = await withFaults('scan:crash:0.3', () => aggregate({ input, out, pool, rangeSize: RANGE, denseKeys: true }));
   assert.ok(s.denseKeys && s.retries > 0, 'dense window and some crashed attempts');
   assertSameOutput(out, clean, 'differs from the clean run');
+  // every key in dense rows: each worker's merge task writes a group of shards; one crashes
+  const merged = path.join(tmp, 'merge-crash-dense');
+  const m = await withFaults('merge:crash:every=1', () => aggregate({ input, out: merged, pool, rangeSize: RANGE, denseKeys: true }));
+  assert.ok(m.denseKeys, 'a dense window');
+  assert.is(m.retries, 2, 'both group tasks crashed once');
+  assertSameOutput(merged, clean, 'differs from the clean run');
 });
 
 test('scan tasks crash at random (p = 0.3 per attempt): same bytes', async () => {
