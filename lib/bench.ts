@@ -1,7 +1,8 @@
 /**
  * `segflow bench`: the whole aggregate job for each worker count, with tinybench, reported as
- * median MB/s, speedup and parallel efficiency. One warm pool per worker count; every run writes
- * its finalized shards (plan to commit), as a user's run does.
+ * median MB/s, speedup and parallel efficiency. One warm pool per worker count; the counts run in
+ * turn, round by round; every run writes its finalized shards (plan to commit), as a user's run
+ * does.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -70,30 +71,46 @@ export async function benchWorkers(o: BenchOptions): Promise<BenchResult> {
   }
   const rounds = o.rounds ?? 5;
   const tmp = o.tmpDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'segflow-bench-'));
-  const bench = new Bench({ iterations: rounds, time: 0, warmup: true, warmupIterations: 1, warmupTime: 0 });
   const pools = new Map<number, SegflowPool>();
+  // the counts take turns, round by round (a tinybench run of one iteration each), so that a slow
+  // spell of a shared machine hits every count alike; a first round warms each pool, untimed. A
+  // run's time is the job's, from its start to its committed output
+  const samples = new Map<number, number[]>(counts.map((w) => [w, []]));
   try {
-    for (const w of counts) {
-      const pool = new SegflowPool({ workers: w });
-      pools.set(w, pool);
-      bench.add(`${w}`, async () => {
-        const t0 = performance.now();
-        await aggregate({ input: files, out: path.join(tmp, `w${w}`), pool, force: true, shards: o.shards, rangeSize: o.rangeSize });
-        o.onRun?.(w, performance.now() - t0);
-      });
+    for (const w of counts) pools.set(w, new SegflowPool({ workers: w }));
+    for (let round = 0; round <= rounds; round++) {
+      const bench = new Bench({ iterations: 1, time: 0, warmup: false });
+      for (const w of counts) {
+        bench.add(`${w}`, async () => {
+          const t0 = performance.now();
+          await aggregate({ input: files, out: path.join(tmp, `w${w}`), pool: pools.get(w), force: true, shards: o.shards, rangeSize: o.rangeSize });
+          const ms = performance.now() - t0;
+          if (round > 0) {
+            samples.get(w)!.push(ms);
+            o.onRun?.(w, ms);
+          }
+        });
+      }
+      await bench.run();
+      for (const task of bench.tasks) {
+        const r = task.result;
+        if (r.state !== 'completed') throw new SegflowError('ERR_INTERNAL', `bench with ${task.name} workers: ${r.state === 'errored' ? String(r.error) : r.state}`);
+      }
     }
-    await bench.run();
   } finally {
     for (const p of pools.values()) await p.destroy();
     if (!o.tmpDir) fs.rmSync(tmp, { recursive: true, force: true });
   }
-  const rows: BenchRow[] = [];
-  for (const task of bench.tasks) {
-    const r = task.result;
-    if (r.state !== 'completed') throw new SegflowError('ERR_INTERNAL', `bench with ${task.name} workers: ${r.state === 'errored' ? String(r.error) : r.state}`);
-    const seconds = r.latency.p50 / 1000;
-    rows.push({ workers: Number(task.name), seconds, mbPerSec: bytes / 1e6 / seconds, speedup: 1, efficiency: 1, runs: r.latency.samples ? [...r.latency.samples].map((x) => x / 1000) : [] });
-  }
+  const median = (xs: number[]): number => {
+    const v = [...xs].sort((x, y) => x - y);
+    const m = v.length >> 1;
+    return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+  };
+  const rows: BenchRow[] = counts.map((w) => {
+    const runs = samples.get(w)!.map((x) => x / 1000);
+    const seconds = median(runs);
+    return { workers: w, seconds, mbPerSec: bytes / 1e6 / seconds, speedup: 1, efficiency: 1, runs };
+  });
   const base = rows[0];
   for (const row of rows) {
     row.speedup = base.seconds / row.seconds;

@@ -1,0 +1,26 @@
+/** `segflow bench` (lib/bench.ts): every worker count runs every round, in turn, and the table adds up. */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { benchWorkers } from '../lib/index.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+test('worker counts take turns, round by round; medians, speedup and efficiency from the runs', async () => {
+  const order: number[] = [];
+  const r = await benchWorkers({ input: path.join(ROOT, 'data/sample.csv'), workers: [1, 2], rounds: 3, onRun: (w) => order.push(w) });
+  assert.equal(order, [1, 2, 1, 2, 1, 2]);
+  assert.equal(r.rows.map((x) => x.workers), [1, 2]);
+  for (const row of r.rows) {
+    assert.is(row.runs.length, 3);
+    const sorted = [...row.runs].sort((a, b) => a - b);
+    assert.is(row.seconds, sorted[1], 'the median run');
+    assert.ok(Math.abs(row.mbPerSec - r.bytes / 1e6 / row.seconds) < 1e-9);
+  }
+  assert.is(r.rows[0].speedup, 1);
+  assert.ok(Math.abs(r.rows[1].speedup - r.rows[0].seconds / r.rows[1].seconds) < 1e-12);
+  assert.ok(Math.abs(r.rows[1].efficiency - r.rows[1].speedup / 2) < 1e-12);
+});
+
+test.run();
