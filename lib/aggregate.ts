@@ -17,7 +17,7 @@ import { rangeKey, scanTaskOf, type FlushTask, type RangeReject, type ScanOutput
 import { segmentBytes, type DenseMergeTask, type MergeOutput, type MergeTask, type SegmentRef } from './merge.js';
 import { parseFaults } from './faults.js';
 import { releaseShared } from './util/gc.js';
-import { F_DATE, F_QTY } from './table.js';
+import { F_DATE, F_QTY, layout } from './table.js';
 import { formatScaled } from './util/exact.js';
 import { OutputDir } from './output.js';
 import type { AggregateOptions, AggregateSummary, InputSummary, ProgressEvent, Stage } from './types.js';
@@ -184,9 +184,10 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
     // worker instead of once per range
     let holding = ranges.length > pool.workers;
     // integer ids in a narrow range go into direct-indexed arrays (dense.ts): one per worker, so
-    // only with held tables
+    // only with held tables. Such an array stands in for the worker's table and for the sections
+    // it would hand over: it may take a task's share while all of them fit in the hold
     const wantDense = options.denseKeys ?? totalBytes >= DENSE_MIN_BYTES;
-    const denseMax = Math.min(budget.task / 2, budget.hold / 2 / pool.workers);
+    const denseMax = Math.min(budget.task, budget.hold / pool.workers);
     const denseWindow = holding && wantDense ? await planDenseWindow(pool, schemas, totalBytes, shards, flags, denseMax, job.signal) : undefined;
     timings.plan = performance.now() - t0;
     const progress = new Progress(options.onProgress, t0, totalBytes);
@@ -215,7 +216,9 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
       const task = scanTaskOf(s.file, s, r, shards, taskIndexes.get(k)!);
       // a held table past a third of the task's share is handed over: encoding it adds its
       // sections (about half its size), and dropped sections wait for a GC
-      if (hold) task.hold = { job: jobId, maxBytes: budget.task / 3, ended: [...endedJobs] };
+      // (with dense rows, the rest of the table gets what they leave of that third, at least a sixteenth)
+      const denseBytes = denseWindow ? denseWindow.span * (layout(flags).width - 1) * 8 : 0;
+      if (hold) task.hold = { job: jobId, maxBytes: Math.max(budget.task / 3 - denseBytes, budget.task / 16), ended: [...endedJobs] };
       if (hold) task.dense = denseWindow;
       task.priorAttempts = attempts.get(k) ?? 0;
       attempts.set(k, task.priorAttempts + 1);
