@@ -208,6 +208,7 @@ export class ScanTable {
     // per 4 KiB) costs more than the scan of the range itself on small VMs
     const spare = ScanTable.spare;
     ScanTable.spare = undefined;
+    this.reused = spare !== undefined && spare.width === this.width;
     if (spare && spare.width === this.width) {
       this.cells = spare.cells;
       this.hashes = spare.hashes;
@@ -257,6 +258,8 @@ export class ScanTable {
 
   /** Arrays kept from the last table of this thread, zeroed, for the next task. */
   private static spare: ScanTable | undefined;
+  /** This table took over the thread's spare arrays (else it made its own). */
+  readonly reused: boolean;
 
   /** Bytes this thread keeps for its next scan table (the spare table and staging area). */
   static spareBytes(): number {
@@ -282,9 +285,9 @@ export class ScanTable {
 
   /**
    * Done with this table (after encoding): zero the occupied slots and keep the arrays for the
-   * next table of this thread.
+   * next table of this thread (unless `keep` is false: the staging areas only).
    */
-  release(): void {
+  release(keep = true): void {
     const w = this.width;
     const zero = (cells: Float64Array, used: Int32Array, n: number): void => {
       for (let u = 0; u < n; u++) {
@@ -310,7 +313,7 @@ export class ScanTable {
     }
     if (this.dense && this.denseKeys > 0) this.dense.fill(0);
     this.denseKeys = 0;
-    ScanTable.spare = this;
+    if (keep) ScanTable.spare = this;
   }
 
   /**

@@ -343,7 +343,8 @@ export async function sampleRange(task: ScanTask): Promise<KeySample> {
     return { rows: scanner.rows + scanner.rejected, bytes, ...st };
   } finally {
     scanner.finish(false);
-    scanner.table.release();
+    // a sample's table is small: keep it for the next scan only if it is the thread's old one
+    scanner.table.release(scanner.table.reused);
   }
 }
 
