@@ -22,6 +22,12 @@ const PIECES = 16;
 const PIECE_BYTES = 64 * 1024;
 /** Inputs of this many bytes or more get a dense window unless the job says otherwise. */
 export const DENSE_MIN_BYTES = 64 * 1024 * 1024;
+/**
+ * The widest window (ids). Past it a window slice (1/512 of it) no longer fits a core's cache, so
+ * folding a row costs a cache miss anyway, and every page of the array is faulted in: with 90 M
+ * ids (2.2 GB a worker) the scan of 85 M rows took twice as long as the hash tables.
+ */
+export const DENSE_MAX_SPAN = 1 << 24;
 
 /** Byte ranges to sample: evenly spaced pieces of each file (gzip files: their first piece). */
 export function samplePieces(schemas: FileSchema[]): Range[] {
@@ -46,8 +52,8 @@ export function samplePieces(schemas: FileSchema[]): Range[] {
  * be plain integers. The window takes the digit count most sampled rows have, and the narrowest
  * range holding the rows of all those ids (else 99%, 95%, 90%, 80% of them: a few stray ids should
  * not widen it), with a quarter of its width as margin on each side (none if that does not fit),
- * within the digit count. It may have at most two rows per input row the sample predicts, and its
- * rows may take at most `maxBytes`.
+ * within the digit count. It may have at most two rows per input row the sample predicts, at most
+ * {@link DENSE_MAX_SPAN} rows, and its rows may take at most `maxBytes`.
  */
 export function chooseWindow(samples: KeySample[], totalBytes: number, flags: number, maxBytes: number): DenseWindow | undefined {
   let rows = 0;
@@ -96,7 +102,7 @@ export function chooseWindow(samples: KeySample[], totalBytes: number, flags: nu
     for (const margin of [Math.floor((hi - lo) / 4) + 1024, 0]) {
       const base = Math.max(floor, lo - margin);
       const span = Math.min(ceil, hi + margin) - base + 1;
-      if (span <= 2 * estRows + 1024 && span * rowBytes <= maxBytes && span < 2 ** 31) return { base, span };
+      if (span <= 2 * estRows + 1024 && span * rowBytes <= maxBytes && span <= DENSE_MAX_SPAN) return { base, span };
     }
   }
   return undefined;

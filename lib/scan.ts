@@ -507,7 +507,9 @@ class RangeScanner {
     this.hasDate = (flags & F_DATE) !== 0;
     // sized for the range (about one key per 64 bytes) so that it rarely grows while scanning
     const span = task.compressed ? 64 << 20 : Math.min(task.end - task.start, 256 << 20);
-    this.table = table ?? new ScanTable(flags, Math.max(4096, Math.ceil(span / 64)), task.hold ? task.dense : undefined);
+    // (with a dense window, most keys will not need the hash parts: they start small and grow)
+    const window = task.hold ? task.dense : undefined;
+    this.table = table ?? new ScanTable(flags, window ? 4096 : Math.max(4096, Math.ceil(span / 64)), window);
     this.maxRecord = task.maxRecordBytes ?? 1 << 20;
     const idx = [task.user, task.amount, task.quantity, task.date];
     this.nf = Math.max(...idx) + 1;

@@ -68,6 +68,9 @@ test('chooseWindow: narrow integer ids get a window of one digit count; strings,
   assert.is(chooseWindow([sample([[1e9, 9e9, 1000]], 0, 1000)], 1 << 20, 0, 1 << 30), undefined, 'ids far sparser than rows');
   assert.is(chooseWindow([sample([[1000000, 1500000, 1000]])], big, F_QTY | F_DATE, 1 << 20), undefined, 'over the memory limit');
   assert.is(chooseWindow([sample([])], big, 0, 1 << 30), undefined, 'no keys');
+  // a window wider than a core's cache can serve slice by slice: the hash tables do better
+  assert.is(chooseWindow([sample([[10000000, 99999999, 4000]])], 1e12, 0, 1e12), undefined, '90 M ids');
+  assert.ok(chooseWindow([sample([[10000000, 19999999, 4000]])], 1e12, 0, 1e12), '10 M ids');
 });
 
 /** A random CSV whose ids are mostly in a narrow 6-digit window, the rest anything. */
