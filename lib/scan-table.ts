@@ -545,6 +545,13 @@ export class ScanTable {
     const i = part * STAGE_PER_PART + f;
     st.hash[i] = h;
     st.num[i] = num;
+    this.putStaged(st, i, m, dp, q, qdp, date);
+    st.fill[part] = f + 1;
+    if (f + 1 === STAGE_PER_PART) this.foldStaged();
+  }
+
+  /** The values of staged row i (its key or row index is the caller's). */
+  private putStaged(st: Stage, i: number, m: number, dp: number, q: number, qdp: number, date: number): void {
     st.m[i] = m;
     st.dp[i] = dp;
     if (dp > this.stagedDp) this.stagedDp = dp;
@@ -554,8 +561,6 @@ export class ScanTable {
       if (qdp > this.stagedQdp) this.stagedQdp = qdp;
     }
     if (this.dateOff >= 0) st.date[i] = date;
-    st.fill[part] = f + 1;
-    if (f + 1 === STAGE_PER_PART) this.foldStaged();
   }
 
   /** Stage one row of a dense key (row `idx` of the window) for its slice. */
@@ -565,15 +570,7 @@ export class ScanTable {
     const f = st.fill[slice];
     const i = slice * this.dStage + f;
     st.hash[i] = idx;
-    st.m[i] = m;
-    st.dp[i] = dp;
-    if (dp > this.stagedDp) this.stagedDp = dp;
-    if (this.qtyOff >= 0) {
-      st.q[i] = q;
-      st.qdp[i] = qdp;
-      if (qdp > this.stagedQdp) this.stagedQdp = qdp;
-    }
-    if (this.dateOff >= 0) st.date[i] = date;
+    this.putStaged(st, i, m, dp, q, qdp, date);
     st.fill[slice] = f + 1;
     if (f + 1 === this.dStage) this.foldStaged();
   }
@@ -613,8 +610,6 @@ export class ScanTable {
   private foldDense(si: number, from: number, cnt: number): void {
     const st = this.dstage!;
     const sIdx = st.hash;
-    const sM = st.m;
-    const sDp = st.dp;
     const cells = this.dense!;
     const dw = this.denseWidth;
     const scale = this.scale;
@@ -641,19 +636,7 @@ export class ScanTable {
           cells[o + dateOff + 1] = -Infinity;
         }
       }
-      cells[o + COUNT]++;
-      const dp = sDp[i];
-      const mv = sM[i];
-      const v = dp === scale ? mv : mv * POW10[scale - dp];
-      const lo = cells[o + SUM] + v;
-      if (v > LIMB_MAX || v < -LIMB_MAX || lo > LIMB_MAX || lo < -LIMB_MAX) addScaled(cells, o + SUM, mv, dp, scale);
-      else cells[o + SUM] = lo;
-      if (qtyOff >= 0) addScaled(cells, o + qtyOff, st.q[i], st.qdp[i], qscale);
-      if (dateOff >= 0) {
-        const d = st.date[i];
-        if (d < cells[o + dateOff]) cells[o + dateOff] = d;
-        if (d > cells[o + dateOff + 1]) cells[o + dateOff + 1] = d;
-      }
+      addStaged(cells, o, st, i, scale, qscale, qtyOff, dateOff);
     }
   }
 
@@ -662,8 +645,6 @@ export class ScanTable {
     const st = this.stage;
     const sHash = st.hash;
     const sNum = st.num;
-    const sM = st.m;
-    const sDp = st.dp;
     const w = this.width;
     const scale = this.scale;
     const qscale = this.qscale;
@@ -710,19 +691,7 @@ export class ScanTable {
         j = (j + 1) & mask;
         o = j * w;
       }
-      cells[o + COUNT]++;
-      const dp = sDp[i];
-      const mv = sM[i];
-      const v = dp === scale ? mv : mv * POW10[scale - dp];
-      const lo = cells[o + SUM] + v;
-      if (v > LIMB_MAX || v < -LIMB_MAX || lo > LIMB_MAX || lo < -LIMB_MAX) addScaled(cells, o + SUM, mv, dp, scale);
-      else cells[o + SUM] = lo;
-      if (qtyOff >= 0) addScaled(cells, o + qtyOff, st.q[i], st.qdp[i], qscale);
-      if (dateOff >= 0) {
-        const d = st.date[i];
-        if (d < cells[o + dateOff]) cells[o + dateOff] = d;
-        if (d > cells[o + dateOff + 1]) cells[o + dateOff + 1] = d;
-      }
+      addStaged(cells, o, st, i, scale, qscale, qtyOff, dateOff);
     }
   }
 
@@ -992,6 +961,26 @@ export function digitCount(v: number): number {
   let n = 1;
   while (n < 16 && v >= POW10[n]) n++;
   return n;
+}
+
+/**
+ * Add staged row i to the row at cells[o] (slot row offsets): count, the amount at `scale` places
+ * (exact: limbs past 2^51 take addScaled), the quantity, the first and last date.
+ */
+function addStaged(cells: Float64Array, o: number, st: Stage, i: number, scale: number, qscale: number, qtyOff: number, dateOff: number): void {
+  cells[o + COUNT]++;
+  const dp = st.dp[i];
+  const mv = st.m[i];
+  const v = dp === scale ? mv : mv * POW10[scale - dp];
+  const lo = cells[o + SUM] + v;
+  if (v > LIMB_MAX || v < -LIMB_MAX || lo > LIMB_MAX || lo < -LIMB_MAX) addScaled(cells, o + SUM, mv, dp, scale);
+  else cells[o + SUM] = lo;
+  if (qtyOff >= 0) addScaled(cells, o + qtyOff, st.q[i], st.qdp[i], qscale);
+  if (dateOff >= 0) {
+    const d = st.date[i];
+    if (d < cells[o + dateOff]) cells[o + dateOff] = d;
+    if (d > cells[o + dateOff + 1]) cells[o + dateOff + 1] = d;
+  }
 }
 
 function addScaled(acc: Float64Array, at: number, m: number, dp: number, scale: number): void {

@@ -594,7 +594,8 @@ class RangeScanner {
           quoteAt = buf.indexOf(QUOTE, p);
           if (quoteAt === -1 || quoteAt > to) quoteAt = to;
         }
-        next = quoteAt < ce ? this.quotedRecord(buf, p, to, base, eof) : this.csvRecord(buf, p, ce, nl, to, base);
+        // (a line without quotes comes here only when it is the file's last, with no newline)
+        next = quoteAt < ce ? this.quotedRecord(buf, p, to, base, eof) : this.plainLine(buf, p, nl, base, true);
       }
       if (next === NEED_MORE) break;
       p = next;
@@ -613,9 +614,10 @@ class RangeScanner {
   /**
    * A CSV line at p with no quote before `lim`: its fields and its newline found in one pass.
    * Returns the position after the line, or -1 when no newline comes before `lim` (the line holds
-   * a quote, or ends past the buffer: the general path takes it).
+   * a quote, or ends past the buffer: the general path takes it). With `last`, the line ends at
+   * `lim` without a newline (the end of the file).
    */
-  private plainLine(buf: Buffer, p: number, lim: number, base: number): number {
+  private plainLine(buf: Buffer, p: number, lim: number, base: number, last = false): number {
     const delim = this.delim;
     const want = this.want;
     const nf = this.nf;
@@ -638,10 +640,11 @@ class RangeScanner {
         s = i + 1;
       } else if (c === NL) break;
     }
-    if (i >= lim) return -1;
+    if (i >= lim && !last) return -1;
     let ce = i;
     if (ce > p && buf[ce - 1] === CR) ce--;
-    this.newlines++;
+    const line = this.newlines;
+    if (i < lim) this.newlines++;
     if (ce === p) {
       this.emptyLines++;
       return i + 1;
@@ -654,51 +657,10 @@ class RangeScanner {
       }
     }
     f++;
-    this.recordLine = this.newlines - 1;
+    this.recordLine = line;
     if (f !== this.task.fieldCount) this.reject(buf, p, ce, base, `expected ${this.task.fieldCount} fields, found ${f}`);
     else this.row(buf, buf, p, ce, base);
     return i + 1;
-  }
-
-  /** A CSV record without quotes starting at p whose line content is [p, ce) and newline at nl. */
-  private csvRecord(buf: Buffer, p: number, ce: number, nl: number, to: number, base: number): number {
-    const delim = this.delim;
-    const want = this.want;
-    const nf = this.nf;
-    const fs = this.fs;
-    const fe = this.fe;
-    let f = 0;
-    let s = p;
-    for (let i = p; i < ce; i++) {
-      const c = buf[i];
-      if (c === delim) {
-        if (f < nf) {
-          const w = want[f];
-          if (w >= 0) {
-            fs[w] = s;
-            fe[w] = i;
-          }
-        }
-        f++;
-        s = i + 1;
-      }
-    }
-    if (f < nf) {
-      const w = want[f];
-      if (w >= 0) {
-        fs[w] = s;
-        fe[w] = ce;
-      }
-    }
-    f++;
-    const next = nl + 1;
-    if (nl < to) this.newlines++;
-    if (f !== this.task.fieldCount) {
-      this.reject(buf, p, ce, base, `expected ${this.task.fieldCount} fields, found ${f}`);
-      return next;
-    }
-    this.row(buf, buf, p, ce, base);
-    return next;
   }
 
   /** Whitespace-separated fields: runs of blanks separate, leading and trailing blanks ignored. */
