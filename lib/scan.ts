@@ -168,7 +168,6 @@ const MAX_REJECT_TEXT = 200;
 const BATCH = 65536;
 
 const NEED_MORE = -1;
-const UNTERMINATED = -2;
 
 let sharedBuffer: Buffer | undefined;
 
