@@ -261,7 +261,10 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
       await runAll(
         Array.from({ length: pool.workers }, (_, i) => i),
         async () => {
-          outs.push(...(await pool.run<ScanOutput[]>('flush', task, { signal: job.signal, label: 'handing over the held tables', onRetry: () => retries++ })));
+          const got = await pool.run<ScanOutput[]>('flush', task, { signal: job.signal, label: 'handing over the held tables', onRetry: () => retries++ });
+        // dense rows go back to their workers when the job ends, even if another flush fails
+        for (const o of got) if (o.dense) lent.push(o.dense);
+        outs.push(...got);
         },
         job,
       );
@@ -294,7 +297,6 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
     } else if (holding) {
       collected = await flushHeld(false);
       for (const out of collected) {
-        if (out.dense) lent.push(out.dense);
         for (const k of out.covers ?? []) covered.add(k);
         await spill.hold(out);
       }
@@ -421,7 +423,8 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
       spilled: { partitions: spill.spilledSections, bytes: spill.spilledBytes },
       retries,
       rescanned,
-      denseKeys: denseWindow ? { first: denseWindow.base, last: denseWindow.base + denseWindow.span - 1 } : undefined,
+      // (not when the held tables were dropped and every range read again without the window)
+      denseKeys: denseWindow && holding ? { first: denseWindow.base, last: denseWindow.base + denseWindow.span - 1 } : undefined,
       warnings,
       timings: roundTimings(timings),
       mbPerSec: Math.round((totalBytes / 1e6 / (timings.total / 1000)) * 10) / 10,

@@ -16,7 +16,7 @@ import type { Range } from './split.js';
 import { layout } from './table.js';
 import { POW10 } from './util/exact.js';
 
-/** Sample pieces over the whole input (about; every file gets at least one, up to twice this). */
+/** Sample pieces over the whole input (about: a file gets at least one while fewer than twice this are planned; files after that get none). */
 const PIECES = 16;
 /** Bytes per sample piece. */
 const PIECE_BYTES = 64 * 1024;
@@ -51,7 +51,7 @@ export function samplePieces(schemas: FileSchema[]): Range[] {
  * The window for what the samples saw, or undefined when dense rows would not pay. Most keys must
  * be plain integers. The window takes the digit count most sampled rows have, and the narrowest
  * range holding the rows of all those ids (else 99%, 95%, 90%, 80% of them: a few stray ids should
- * not widen it), with a quarter of its width as margin on each side (none if that does not fit),
+ * not widen it), with a quarter of its width plus 1,024 as margin on each side (none if that does not fit),
  * within the digit count. It may have at most two rows per input row the sample predicts, at most
  * {@link DENSE_MAX_SPAN} rows, and its rows may take at most `maxBytes`.
  */

@@ -204,18 +204,19 @@ class ChunkWriter {
     this.pos = 0;
   }
 
+  private closed = false;
+
   close(): void {
     this.flush();
+    this.closed = true;
     fs.closeSync(this.fd);
   }
 
-  /** Close without writing what is buffered (the attempt failed). */
+  /** Close without writing what is buffered (the attempt failed), unless closed already. */
   closeQuietly(): void {
-    try {
-      fs.closeSync(this.fd);
-    } catch {
-      // already closed
-    }
+    if (this.closed) return;
+    this.closed = true;
+    fs.closeSync(this.fd);
   }
 }
 
@@ -609,8 +610,8 @@ function mergeDense(segs: DenseSegment[], parts: Uint16Array, outs: (ChunkWriter
 
 /**
  * A merge task for partitions whose keys are all in dense segments (no section holds a row): one
- * sweep of the window writes every shard of `group` (see mergeDense). The job gives each worker
- * one such task.
+ * sweep of the window writes every shard of `group` (see mergeDense). The job makes one such task
+ * per worker. Fault injection (SEGFLOW_FAULTS merge:...) counts a group as its first partition.
  */
 export interface DenseMergeTask {
   partitions: number;

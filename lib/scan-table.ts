@@ -265,7 +265,7 @@ export class ScanTable {
   static spareBytes(): number {
     const st = spareStage;
     const stage = (s: Stage | undefined): number => (s ? s.hash.byteLength + s.num.byteLength + s.m.byteLength + s.dp.byteLength + s.q.byteLength + s.qdp.byteLength + s.date.byteLength : 0);
-    return (ScanTable.spare?.bytes ?? 0) + (ScanTable.spare?.denseBytes ?? 0) + stage(st) + stage(spareDenseStage);
+    return (ScanTable.spare?.bytes ?? 0) + (ScanTable.spare?.denseBytes ?? 0) + stage(st) + stage(spareDenseStage) + (lentDense?.rows.byteLength ?? 0);
   }
 
   /** Let this thread's spare table and staging area go (a merge task needs the memory). */
@@ -273,6 +273,13 @@ export class ScanTable {
     ScanTable.spare = undefined;
     spareStage = undefined;
     spareDenseStage = undefined;
+    lentDense = undefined;
+  }
+
+  /** Let this thread's spare table go when its arrays take more than `bytes`. */
+  static dropSpareOver(bytes: number): void {
+    const s = ScanTable.spare;
+    if (s && s.bytes + s.denseBytes > bytes) ScanTable.spare = undefined;
   }
 
   /** Keys in the table (integer and string keys). */

@@ -409,7 +409,8 @@ async function readCompressed(task: ScanTask, scanner: RangeScanner, chunk: numb
   let carry = 0;
   let base = task.start; // absolute (uncompressed) offset of buf[0]
   let skip = task.start; // bytes before the range (the header) are not scanned
-  const input = fs.createReadStream(task.file).pipe(zlib.createGunzip());
+  const source = fs.createReadStream(task.file);
+  const input = source.pipe(zlib.createGunzip());
   try {
     for await (const piece of input as AsyncIterable<Buffer>) {
       let p = 0;
@@ -441,6 +442,10 @@ async function readCompressed(task: ScanTask, scanner: RangeScanner, chunk: numb
     throw new SegflowError('ERR_BAD_INPUT', `${task.file}: not a readable gzip file (${(err as Error).message})`, {
       file: task.file,
     });
+  } finally {
+    // a range that ends early (a sample) leaves the loop with the file still open: pipe() only
+    // unpipes the source when the gunzip stream is destroyed
+    source.destroy();
   }
   scanner.consume(buf, carry, base, true);
 }
@@ -508,6 +513,9 @@ class RangeScanner {
     const span = task.compressed ? 64 << 20 : Math.min(task.end - task.start, 256 << 20);
     // (with a dense window, most keys will not need the hash parts: they start small and grow)
     const window = task.hold ? task.dense : undefined;
+    // a held table past its limit is handed over after every range: do not start one from a spare
+    // table (another job's) that is already half way there
+    if (!table && task.hold) ScanTable.dropSpareOver(task.hold.maxBytes / 2);
     this.table = table ?? new ScanTable(flags, window ? 4096 : Math.max(4096, Math.ceil(span / 64)), window);
     this.maxRecord = task.maxRecordBytes ?? 1 << 20;
     const idx = [task.user, task.amount, task.quantity, task.date];

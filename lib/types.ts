@@ -58,7 +58,8 @@ export interface AggregateOptions extends CommonOptions {
   /** With `cluster`: s3://bucket/prefix or file:///path for partials, shards and the manifest. */
   store?: string;
   /** With `cluster`: the run's name; a driver restarted with the same id resumes the run. */
-  runId?: string;  /**
+  runId?: string;
+  /**
    * Dense user ids: when a sample of the input shows integer ids filling a narrow range, they are
    * folded into direct-indexed arrays instead of hash tables (faster, same output). Default
    * (undefined): for inputs of 64 MiB or more; true: whenever the sample qualifies; false: never.

@@ -9,6 +9,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import fs from 'node:fs';
+import zlib from 'node:zlib';
 import os from 'node:os';
 import path from 'node:path';
 import { aggregate, SegflowPool } from '../lib/index.js';
@@ -16,6 +17,8 @@ import { Random } from '../lib/util/random.js';
 import { densePartitions, hashOfInteger } from '../lib/scan-table.js';
 import { partitionOf } from '../lib/table.js';
 import { chooseWindow } from '../lib/dense.js';
+import { readSchema } from '../lib/schema.js';
+import { sampleRange, scanTaskOf } from '../lib/scan.js';
 import { F_DATE, F_QTY } from '../lib/table.js';
 import { assertSameOutput } from './helpers/output.js';
 import { fmt, readShards, referenceAggregate } from './helpers/reference.js';
@@ -143,6 +146,30 @@ test('the dense window is the default for a large input only, and --no-dense-key
   const on = await aggregate({ ...base, out: path.join(tmp, 'on'), denseKeys: true });
   assert.equal(on.denseKeys, { first: 1000, last: on.denseKeys!.last });
   assertSameOutput(path.join(tmp, 'on'), path.join(tmp, 'auto'));
+});
+
+test('sampling a gzip input closes the file (a sample stops after 64 KiB of it)', async () => {
+  // large enough (and random enough to stay large compressed) that a sample leaves most unread
+  const rnd = new Random(3);
+  const text = 'user_id,amount\n' + Array.from({ length: 300000 }, () => `${700000 + rnd.int(5000)},${rnd.int(100000)}.${rnd.int(100)}`).join('\n') + '\n';
+  const gz = path.join(tmp, 'sample.csv.gz');
+  fs.writeFileSync(gz, zlib.gzipSync(text));
+  const s = readSchema(gz, {});
+  const range = { fileIndex: 0, rangeIndex: 0, start: s.dataStart, end: s.dataStart + 65536, atRecordStart: true };
+  const open = (): number => fs.readdirSync('/proc/self/fd').length;
+  const before = open();
+  for (let k = 0; k < 5; k++) {
+    const got = await sampleRange({ ...scanTaskOf(gz, s, range, 8, 0), chunkSize: 256 * 1024 });
+    assert.ok(got.rows > 1000 && got.rows < 300000, `a sample, not the file: ${got.rows} rows`);
+  }
+  await new Promise((r) => setTimeout(r, 50));
+  assert.is(open(), before, 'open files after five samples');
+  // and a job over it with a plain file (so that it has more ranges than workers) samples it too
+  const plain = path.join(tmp, 'sample-a.csv');
+  fs.writeFileSync(plain, text);
+  const job = await aggregate({ input: [plain, gz], out: path.join(tmp, 'gz-job'), pool: pool2, rangeSize: 256 * 1024, force: true, denseKeys: true });
+  assert.ok(job.denseKeys);
+  assert.is(job.rows.counted, 600000);
 });
 
 test.after(async () => {
