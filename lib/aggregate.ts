@@ -14,7 +14,7 @@ import { resolveInputs } from './inputs.js';
 import { readSchema, type FileSchema } from './schema.js';
 import { MiB, defaultRangeSize, planRanges, queueOrder, type Range } from './split.js';
 import { rangeKey, scanTaskOf, type FlushTask, type RangeReject, type ScanOutput } from './scan.js';
-import { segmentBytes, type DenseMergeTask, type MergeOutput, type MergeTask, type SegmentRef } from './merge.js';
+import { isEmptySegment, type DenseMergeTask, type MergeOutput, type MergeTask, type SegmentRef } from './merge.js';
 import { parseFaults } from './faults.js';
 import { releaseShared } from './util/gc.js';
 import { F_DATE, F_QTY, layout } from './table.js';
@@ -189,6 +189,7 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
     const wantDense = options.denseKeys ?? totalBytes >= DENSE_MIN_BYTES;
     const denseMax = Math.min(budget.task, budget.hold / pool.workers);
     const denseWindow = holding && wantDense ? await planDenseWindow(pool, schemas, totalBytes, shards, flags, denseMax, job.signal) : undefined;
+    const denseBytes = denseWindow ? denseWindow.span * (layout(flags).width - 1) * 8 : 0;
     timings.plan = performance.now() - t0;
     const progress = new Progress(options.onProgress, t0, totalBytes);
     progress.emit('plan', 0, 1);
@@ -215,11 +216,12 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
       if (!taskIndexes.has(k)) taskIndexes.set(k, taskIndex++);
       const task = scanTaskOf(s.file, s, r, shards, taskIndexes.get(k)!);
       // a held table past a third of the task's share is handed over: encoding it adds its
-      // sections (about half its size), and dropped sections wait for a GC
-      // (with dense rows, the rest of the table gets what they leave of that third, at least a sixteenth)
-      const denseBytes = denseWindow ? denseWindow.span * (layout(flags).width - 1) * 8 : 0;
-      if (hold) task.hold = { job: jobId, maxBytes: Math.max(budget.task / 3 - denseBytes, budget.task / 16), ended: [...endedJobs] };
-      if (hold) task.dense = denseWindow;
+      // sections (about half its size), and dropped sections wait for a GC (with dense rows, the
+      // rest of the table gets what they leave of that third, at least a sixteenth)
+      if (hold) {
+        task.hold = { job: jobId, maxBytes: Math.max(budget.task / 3 - denseBytes, budget.task / 16), ended: [...endedJobs] };
+        task.dense = denseWindow;
+      }
       task.priorAttempts = attempts.get(k) ?? 0;
       attempts.set(k, task.priorAttempts + 1);
       const label = s.compressed ? `${s.file} (whole file)` : `${s.file} bytes ${r.start}-${r.end}`;
@@ -262,9 +264,9 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
         Array.from({ length: pool.workers }, (_, i) => i),
         async () => {
           const got = await pool.run<ScanOutput[]>('flush', task, { signal: job.signal, label: 'handing over the held tables', onRetry: () => retries++ });
-        // dense rows go back to their workers when the job ends, even if another flush fails
-        for (const o of got) if (o.dense) lent.push(o.dense);
-        outs.push(...got);
+          // dense rows go back to their workers when the job ends, even if another flush fails
+          for (const o of got) if (o.dense) lent.push(o.dense);
+          outs.push(...got);
         },
         job,
       );
@@ -343,7 +345,7 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
     const dense = partials.flatMap((o) => (o.dense ? [o.dense] : []));
     // every key in dense rows (no section holds one): one sweep of the window per worker writes a
     // group of shards, instead of one pass per shard over rows spread across the whole window
-    const denseOnly = dense.length > 0 && partials.every((o) => Array.from({ length: shards }, (_, p) => segmentBytes(spill.ref(o, p)) <= 32).every(Boolean));
+    const denseOnly = dense.length > 0 && partials.every((o) => Array.from({ length: shards }, (_, p) => isEmptySegment(spill.ref(o, p))).every(Boolean));
     const groups = denseOnly ? Math.min(pool.workers, shards) : 0;
     await runAll(
       Array.from({ length: groups }, (_, g) => g),
@@ -593,9 +595,8 @@ class SpillStore {
   }
 
   release(out: ScanOutput): void {
-    const d = out.dense?.buf.byteLength ?? 0;
-    this.held -= d;
-    this.dropped += d;
+    // dense rows are not freed by a GC here: their worker keeps them for its next job
+    this.held -= out.dense?.buf.byteLength ?? 0;
     out.dense = undefined;
     const f = this.files.get(out);
     if (f) {

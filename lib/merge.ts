@@ -17,7 +17,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { KeyTable, COUNT, SUM, layout } from './table.js';
-import { decodeSection, denseSection, type DenseSegment, type Section } from './partial.js';
+import { EMPTY_SECTION_BYTES, decodeSection, denseSection, type DenseSegment, type Section } from './partial.js';
 import { csvField, shardHeader, sortedIds } from './shard.js';
 import { POW10, addExact, addLimbs, formatScaled, limbsToBig } from './util/exact.js';
 import { formatDate } from './util/bytes.js';
@@ -85,6 +85,11 @@ export const MERGE_EXPANSION = 4;
 /** The byte length of a segment. */
 export function segmentBytes(ref: SegmentRef): number {
   return 'shared' in ref ? ref.shared.byteLength : ref.length;
+}
+
+/** A segment that holds no rows (its section is a header alone). */
+export function isEmptySegment(ref: SegmentRef): boolean {
+  return segmentBytes(ref) <= EMPTY_SECTION_BYTES;
 }
 
 /** Read a segment into a decoded section (spilled ones into `scratch` when it is large enough). */
@@ -806,7 +811,7 @@ export function mergePartition(task: MergeTask): MergeOutput {
   const denseSegs = task.dense ?? [];
   const parts = denseSegs.length > 0 ? densePartsOf(denseSegs[0], task.partitions) : undefined;
   // dense keys alone (the usual case with a dense window): no table at all
-  const denseOnly = parts !== undefined && task.segments.every((r) => segmentBytes(r) <= 32);
+  const denseOnly = parts !== undefined && task.segments.every(isEmptySegment);
   // else the partition's dense keys become sections like any other
   const extra = parts && !denseOnly ? denseSegs.map((seg) => denseSection(seg, task.partition, parts, task.flags)) : [];
   const inputBytes = task.segments.reduce((s, r) => s + segmentBytes(r), 0) + extra.reduce((s, x) => s + x.acc.byteLength * 1.5, 0);

@@ -11,7 +11,7 @@
  *   Uint8[keyBytes] key bytes
  */
 import { KeyTable, partitionOf } from './table.js';
-import { digitCount, hashOfInteger, type ScanTable, type SectionWriter } from './scan-table.js';
+import { digitCount, hashOfInteger, putDigits, type ScanTable, type SectionWriter } from './scan-table.js';
 import { SegflowError } from './errors.js';
 
 const MAGIC = 0x31504753; // "SGP1"
@@ -115,12 +115,7 @@ export function denseSection(seg: DenseSegment, p: number, parts: Uint16Array, f
     v.h[j] = hashOfInteger(num);
     v.a[j * w] = num;
     for (let k = 0; k < dw; k++) v.a[j * w + 1 + k] = rows[i * dw + k];
-    let x = num;
-    for (let k = digits - 1; k >= 0; k--) {
-      const q = Math.floor(x / 10);
-      v.b[v.kb + k] = 48 + (x - q * 10);
-      x = q;
-    }
+    putDigits(v.b, v.kb, num, digits);
     v.kb += digits;
     v.k[j] = v.kb;
   }
@@ -195,6 +190,9 @@ export function decodeSection(input: ArrayBufferLike | Uint8Array): Section {
     keyBytes: new Uint8Array(buf, bOff, kb),
   };
 }
+
+/** A section with no rows is its header alone. */
+export const EMPTY_SECTION_BYTES = HEADER;
 
 /** The byte length of a section from its header (for reading sections packed one after another). */
 export function sectionLength(header: Int32Array): number {

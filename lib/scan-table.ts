@@ -545,7 +545,6 @@ export class ScanTable {
 
   /** Stage one row of an integer key for its part (folded when the part's stage is full). */
   stageInt(h: number, num: number, m: number, dp: number, q: number, qdp: number, date: number): void {
-    if (num >= this.dBase && num < this.dEnd) return this.stageDense(num - this.dBase, m, dp, q, qdp, date);
     const st = this.stage;
     const part = h >>> PART_SHIFT;
     const f = st.fill[part];
@@ -934,7 +933,7 @@ function prefixHash(v: number, digits: number): number {
 }
 
 /** Write the `len` decimal digits of the integer `x` at b[at]. */
-function putDigits(b: Uint8Array, at: number, x: number, len: number): void {
+export function putDigits(b: Uint8Array, at: number, x: number, len: number): void {
   for (let k = len - 1; k >= 0; k--) {
     const q = Math.floor(x / 10);
     b[at + k] = 48 + (x - q * 10);

@@ -12,7 +12,7 @@
  */
 import fs from 'node:fs';
 import zlib from 'node:zlib';
-import { F_QTY, F_DATE, finalizeHash } from './table.js';
+import { F_QTY, F_DATE, hashBytes } from './table.js';
 import { ScanTable, type BatchArrays, type DenseWindow } from './scan-table.js';
 import { encodeScanTable, type DenseSegment } from './partial.js';
 import { EMPTY, INVALID, OK, TOO_PRECISE, parseDate, parseDecimal, type ParseOut } from './util/bytes.js';
@@ -1048,9 +1048,7 @@ class RangeScanner {
       this.rows++;
       return;
     }
-    let h = 0x811c9dc5 | 0;
-    for (let i = ks; i < ke; i++) h = Math.imul(h ^ src[i], 0x01000193);
-    h = finalizeHash(h);
+    const h = hashBytes(src, ks, ke);
     if (big !== undefined) {
       // exact slow path for a product past 2^52: fold now
       this.flush(src);
