@@ -107,6 +107,61 @@ test('random files: pool output equals the reference for random range sizes and 
   }
 });
 
+test('quote-free lines with any one-byte delimiter, field layout and alignment equal the reference', async () => {
+  // the plain-line pass reads four bytes at a time: fields of every length from 0 to 13 bytes put
+  // delimiters, newlines and the wanted fields at every position within a word
+  const rnd = new Random(20261129);
+  const delims = [',', ';', '\t', '|'];
+  for (let i = 0; i < 16; i++) {
+    const delim = delims[i % delims.length];
+    const nf = 1 + rnd.int(14);
+    const ui = rnd.int(nf);
+    let ai = rnd.int(nf);
+    if (nf > 1) while (ai === ui) ai = rnd.int(nf);
+    const names = Array.from({ length: nf }, (_, k) => (k === ui ? 'user' : k === ai ? 'amount' : `c${k}`));
+    if (nf === 1) continue; // a user and an amount need two columns
+    const eol = rnd.next() < 0.3 ? '\r\n' : '\n';
+    const filler = (): string => 'abcdefghijklm'.slice(0, rnd.int(14));
+    let text = names.join(delim) + eol;
+    const rows = 200 + rnd.int(400);
+    for (let r = 0; r < rows; r++) {
+      if (rnd.next() < 0.02) {
+        text += eol;
+        continue;
+      }
+      const cells = names.map((_, k) => {
+        if (k === ui) return rnd.next() < 0.02 ? '' : String(rnd.int(3) === 0 ? rnd.int(100) : 1000 + rnd.int(5000));
+        if (k === ai) return rnd.next() < 0.02 ? 'x' : `${rnd.int(100000)}${rnd.next() < 0.3 ? '.' + String(rnd.int(100)).padStart(2, '0') : ''}`;
+        return filler();
+      });
+      const t = rnd.next();
+      if (t < 0.02) cells.push(filler()); // too many fields
+      else if (t < 0.04) cells.pop(); // too few
+      text += cells.join(delim) + (r === rows - 1 && rnd.next() < 0.5 ? '' : eol);
+    }
+    const file = path.join(tmp, `plain-${i}.txt`);
+    fs.writeFileSync(file, text);
+    const ref = referenceAggregate(file, 'user', 'amount', undefined, delim);
+    const rangeSize = [5, 64, 997, 1 << 20][rnd.int(4)];
+    const out = path.join(tmp, `plain-out-${i}`);
+    const delimiter = delim === '\t' ? 'tab' : delim;
+    const s = await aggregate({ input: file, out, pool: pool2, rangeSize, force: true, userCol: 'user', amountCol: 'amount', delimiter });
+    const ctx = `file ${i} (${JSON.stringify(delim)}, ${nf} fields, user ${ui}, amount ${ai}, range ${rangeSize})`;
+    assert.is(s.rows.counted, ref.rows, `${ctx}: rows counted`);
+    assert.is(s.rows.rejected, ref.rejected, `${ctx}: rows rejected`);
+    const got = readShards(out);
+    assert.is(got.users.size, ref.users.size, `${ctx}: users`);
+    for (const [k, u] of ref.users) {
+      const g = got.users.get(k);
+      assert.ok(g, `${ctx}: user ${k} missing`);
+      assert.is(g!.purchases, u.purchases, `${ctx}: purchases of ${k}`);
+      assert.is(g!.total, fmt(u.total, ref.scale), `${ctx}: total of ${k}`);
+    }
+    const rejects = fs.readFileSync(path.join(out, 'rejects.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    assert.equal(rejects.map((r) => r.line), ref.rejectLines, `${ctx}: reject line numbers`);
+  }
+});
+
 test('shards are byte-identical for 1 and 2 workers and any range size', async () => {
   const file = path.join(tmp, 'ident.csv');
   const rnd = new Random(7);

@@ -111,8 +111,8 @@ export function parseDec(s: string): [bigint, number] | undefined {
 }
 
 /** The reference aggregate of one CSV file with a header. Amount = price x quantity when `quantity` is given. */
-export function referenceAggregate(file: string, userCol: string, amountCol: string, quantityCol?: string): RefResult {
-  const recs = parseCsv(fs.readFileSync(file, 'utf8'));
+export function referenceAggregate(file: string, userCol: string, amountCol: string, quantityCol?: string, delim = ','): RefResult {
+  const recs = parseCsv(fs.readFileSync(file, 'utf8'), delim);
   const header = recs.shift()!.fields.map((h) => h.trim());
   const ui = header.indexOf(userCol);
   const ai = header.indexOf(amountCol);
