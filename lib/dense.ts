@@ -4,13 +4,15 @@
  * direct-indexed array (row = id - base) instead of hashing and probing (scan-table.ts,
  * DenseWindow), and the merge adds those arrays row by row.
  *
- * The window is chosen before the scan from a sample: a few small ranges spread over the input,
- * scanned on the pool (the coordinator never parses rows). Ids the sample missed simply take the
- * hash table path, so a poor sample costs speed, never correctness.
+ * The window is chosen before the scan from a sample: a few small ranges spread over the input
+ * (1 MiB in all), scanned by the coordinator itself while the pool's workers start (a worker takes
+ * longer to boot than the sample takes to scan, so the scan tasks start as soon as the workers
+ * can take them). Ids the sample missed simply take the hash table path, so a poor sample costs
+ * speed, never correctness.
  */
-import type { SegflowPool } from './pool.js';
 import type { FileSchema } from './schema.js';
-import { scanTaskOf, type KeySample } from './scan.js';
+import { sampleRange, scanTaskOf, type KeySample } from './scan.js';
+import { abortError } from './pool.js';
 import { digitCount, type DenseWindow } from './scan-table.js';
 import type { Range } from './split.js';
 import { layout } from './table.js';
@@ -108,9 +110,8 @@ export function chooseWindow(samples: KeySample[], totalBytes: number, flags: nu
   return undefined;
 }
 
-/** Sample the input on the pool and choose the job's dense window (see {@link chooseWindow}). */
+/** Sample the input (on this thread) and choose the job's dense window (see {@link chooseWindow}). */
 export async function planDenseWindow(
-  pool: SegflowPool,
   schemas: FileSchema[],
   totalBytes: number,
   partitions: number,
@@ -120,12 +121,11 @@ export async function planDenseWindow(
 ): Promise<DenseWindow | undefined> {
   const pieces = samplePieces(schemas);
   if (pieces.length === 0) return undefined;
-  const samples = await Promise.all(
-    pieces.map((r) => {
-      const s = schemas[r.fileIndex];
-      const task = { ...scanTaskOf(s.file, s, r, partitions, 0), chunkSize: 4 * PIECE_BYTES };
-      return pool.run<KeySample>('sample', task, { signal, label: `sampling ${s.file} bytes ${r.start}-${r.end}` });
-    }),
-  );
+  const samples: KeySample[] = [];
+  for (const r of pieces) {
+    if (signal.aborted) throw abortError();
+    const s = schemas[r.fileIndex];
+    samples.push(await sampleRange({ ...scanTaskOf(s.file, s, r, partitions, 0), chunkSize: 4 * PIECE_BYTES }));
+  }
   return chooseWindow(samples, totalBytes, flags, maxBytes);
 }

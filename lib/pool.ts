@@ -23,7 +23,6 @@ const TASK_FILES = {
   'kmeans-assign': new URL('../workers/kmeans-assign.js', import.meta.url).href,
   stream: new URL('../workers/stream.js', import.meta.url).href,
   flush: new URL('../workers/flush.js', import.meta.url).href,
-  sample: new URL('../workers/sample.js', import.meta.url).href,
 } as const;
 
 export type TaskName = keyof typeof TASK_FILES;
@@ -211,6 +210,40 @@ export class SegflowPool {
     for (const w of this.#waiting.splice(0)) w();
     await this.#piscina.destroy();
   }
+}
+
+/**
+ * A pool started before the command line's modules load (cli.ts): its workers boot while the
+ * main thread imports yargs and the commands, and the job adopts it instead of starting its own.
+ */
+let prestarted: { pool: SegflowPool; key: string } | undefined;
+
+const poolKey = (o: PoolOptions): string => `${o.workers ?? defaultWorkers()}/${o.maxOldGenerationSizeMb ?? ''}`;
+
+/** Start a pool for the job this process is about to run (at most one waits at a time). */
+export function prestartPool(options: PoolOptions): void {
+  if (prestarted) return;
+  prestarted = { pool: new SegflowPool(options), key: poolKey(options) };
+}
+
+/**
+ * The prestarted pool, when it was started with these options (the caller then owns it); one
+ * started with others is destroyed. Undefined when there is none that fits.
+ */
+export function adoptPrestarted(options: PoolOptions): SegflowPool | undefined {
+  const p = prestarted;
+  prestarted = undefined;
+  if (!p) return undefined;
+  if (p.key === poolKey(options)) return p.pool;
+  void p.pool.destroy();
+  return undefined;
+}
+
+/** Destroy a prestarted pool that no job adopted (the command failed early or did not need it). */
+export async function dropPrestarted(): Promise<void> {
+  const p = prestarted;
+  prestarted = undefined;
+  await p?.pool.destroy();
 }
 
 /**
