@@ -101,8 +101,12 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
   const budget = planMemory(memory, workers);
   const output = OutputDir.create(options.out, options.force);
   let pool: SegflowPool;
+  // a pool given or prestarted (cli.ts) has its workers up (or nearly): it samples the input
+  let poolUp = false;
   try {
-    pool = options.pool ?? adoptPrestarted({ workers, maxOldGenerationSizeMb: budget.workerHeapMb }) ?? new SegflowPool({ workers, maxOldGenerationSizeMb: budget.workerHeapMb });
+    const early = options.pool ? undefined : adoptPrestarted({ workers, maxOldGenerationSizeMb: budget.workerHeapMb });
+    poolUp = !!(options.pool ?? early);
+    pool = options.pool ?? early ?? new SegflowPool({ workers, maxOldGenerationSizeMb: budget.workerHeapMb });
   } catch (err) {
     output.discard();
     throw err;
@@ -136,7 +140,7 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
     // it would hand over: it may take a task's share while all of them fit in the hold
     const wantDense = options.denseKeys ?? totalBytes >= DENSE_MIN_BYTES;
     const denseMax = Math.min(budget.task, budget.hold / pool.workers);
-    const denseWindow = holding && wantDense ? await planDenseWindow(schemas, totalBytes, shards, flags, denseMax, job.signal) : undefined;
+    const denseWindow = holding && wantDense ? await planDenseWindow(schemas, totalBytes, shards, flags, denseMax, job.signal, poolUp ? pool : undefined) : undefined;
     const denseBytes = denseWindow ? denseWindow.span * (layout(flags).width - 1) * 8 : 0;
     timings.plan = performance.now() - t0;
     const progress = new Progress(options.onProgress, t0, totalBytes);

@@ -5,14 +5,14 @@
  * DenseWindow), and the merge adds those arrays row by row.
  *
  * The window is chosen before the scan from a sample: a few small ranges spread over the input
- * (1 MiB in all), scanned by the coordinator itself while the pool's workers start (a worker takes
- * longer to boot than the sample takes to scan, so the scan tasks start as soon as the workers
- * can take them). Ids the sample missed simply take the hash table path, so a poor sample costs
- * speed, never correctness.
+ * (1 MiB in all). A pool whose workers are already up scans them, in parallel; a pool the job has
+ * just started is still booting its workers (longer than the sample takes), so the coordinator
+ * scans them itself meanwhile. Ids the sample missed simply take the hash table path, so a poor
+ * sample costs speed, never correctness.
  */
 import type { FileSchema } from './schema.js';
 import { sampleRange, scanTaskOf, type KeySample } from './scan.js';
-import { abortError } from './pool.js';
+import { abortError, type SegflowPool } from './pool.js';
 import { digitCount, type DenseWindow } from './scan-table.js';
 import type { Range } from './split.js';
 import { layout } from './table.js';
@@ -110,7 +110,10 @@ export function chooseWindow(samples: KeySample[], totalBytes: number, flags: nu
   return undefined;
 }
 
-/** Sample the input (on this thread) and choose the job's dense window (see {@link chooseWindow}). */
+/**
+ * Sample the input and choose the job's dense window (see {@link chooseWindow}): on `pool` when
+ * given (its workers are up), else on this thread.
+ */
 export async function planDenseWindow(
   schemas: FileSchema[],
   totalBytes: number,
@@ -118,14 +121,22 @@ export async function planDenseWindow(
   flags: number,
   maxBytes: number,
   signal: AbortSignal,
+  pool?: SegflowPool,
 ): Promise<DenseWindow | undefined> {
   const pieces = samplePieces(schemas);
   if (pieces.length === 0) return undefined;
-  const samples: KeySample[] = [];
-  for (const r of pieces) {
-    if (signal.aborted) throw abortError();
+  const task = (r: Range) => {
     const s = schemas[r.fileIndex];
-    samples.push(await sampleRange({ ...scanTaskOf(s.file, s, r, partitions, 0), chunkSize: 4 * PIECE_BYTES }));
+    return { ...scanTaskOf(s.file, s, r, partitions, 0), chunkSize: 4 * PIECE_BYTES };
+  };
+  let samples: KeySample[] = [];
+  if (pool) {
+    samples = await Promise.all(pieces.map((r) => pool.run<KeySample>('sample', task(r), { signal, label: `sampling ${schemas[r.fileIndex].file} bytes ${r.start}-${r.end}` })));
+  } else {
+    for (const r of pieces) {
+      if (signal.aborted) throw abortError();
+      samples.push(await sampleRange(task(r)));
+    }
   }
   return chooseWindow(samples, totalBytes, flags, maxBytes);
 }

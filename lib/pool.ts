@@ -23,6 +23,7 @@ const TASK_FILES = {
   'kmeans-assign': new URL('../workers/kmeans-assign.js', import.meta.url).href,
   stream: new URL('../workers/stream.js', import.meta.url).href,
   flush: new URL('../workers/flush.js', import.meta.url).href,
+  sample: new URL('../workers/sample.js', import.meta.url).href,
 } as const;
 
 export type TaskName = keyof typeof TASK_FILES;

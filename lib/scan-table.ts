@@ -91,8 +91,10 @@ export interface BatchArrays {
   date: Float64Array;
 }
 
-/** The staged rows of integer keys, PARTS regions of STAGE_PER_PART rows; one set per thread. */
+/** The staged rows of integer keys, PARTS regions of `per` rows; one set per thread. */
 interface Stage {
+  /** Rows per part (STAGE_PER_PART, or fewer for a sample's small table). */
+  per: number;
   hash: Int32Array;
   num: Float64Array;
   m: Float64Array;
@@ -112,15 +114,16 @@ let lentDense: { rows: Float64Array; lease: Int32Array } | undefined;
 /** The dense keys' stage: `hash` holds the row index, `num` is unused. */
 let spareDenseStage: Stage | undefined;
 
-function takeStage(qty: boolean, date: boolean, dense: boolean): Stage {
+function takeStage(qty: boolean, date: boolean, dense: boolean, per = STAGE_PER_PART): Stage {
   const s = dense ? spareDenseStage : spareStage;
-  if (s && (s.q.length > 0 || !qty) && (s.date.length > 0 || !date)) {
+  if (s && s.per === per && (s.q.length > 0 || !qty) && (s.date.length > 0 || !date)) {
     if (dense) spareDenseStage = undefined;
     else spareStage = undefined;
     return s;
   }
-  const n = PARTS * STAGE_PER_PART;
+  const n = PARTS * per;
   return {
+    per,
     hash: new Int32Array(n),
     num: new Float64Array(dense ? 0 : n),
     m: new Float64Array(n),
@@ -160,6 +163,7 @@ export class ScanTable {
   /** The integer-key parts (see PARTS) and the rows staged for them. */
   parts: IntPart[];
   private stage: Stage;
+  private readonly stagePer: number;
   private stagedDp = 0;
   /** Where the cache warm-up sweep's sum goes (so that it is not optimized away). */
   sink = 0;
@@ -193,7 +197,11 @@ export class ScanTable {
   private readonly dTouched = new Uint8Array(DENSE_SLICES);
   private dstage: Stage | undefined;
 
-  constructor(flags: number, expectedKeys: number, window?: DenseWindow) {
+  /**
+   * `stageRows`: staged rows per part (a sample's table takes few: the stage of a full table is
+   * 21 MB of fresh memory, which costs more than scanning a sample).
+   */
+  constructor(flags: number, expectedKeys: number, window?: DenseWindow, stageRows = STAGE_PER_PART) {
     this.flags = flags;
     const l = layout(flags);
     this.width = l.width;
@@ -229,7 +237,8 @@ export class ScanTable {
       this.parts = Array.from({ length: PARTS }, () => newPart(pcap, this.width));
     }
     this.mask = this.cap - 1;
-    this.stage = takeStage(this.qtyOff >= 0, this.dateOff >= 0, false);
+    this.stage = takeStage(this.qtyOff >= 0, this.dateOff >= 0, false, stageRows);
+    this.stagePer = stageRows;
     this.window = window;
     this.denseWidth = this.width - 1;
     this.dBase = window ? window.base : Infinity;
@@ -313,7 +322,7 @@ export class ScanTable {
     this.stage.fill.fill(0);
     this.stagedDp = 0;
     this.stagedQdp = 0;
-    spareStage = this.stage;
+    if (this.stagePer === STAGE_PER_PART) spareStage = this.stage;
     if (this.dstage) {
       this.dstage.fill.fill(0);
       spareDenseStage = this.dstage;
@@ -548,12 +557,12 @@ export class ScanTable {
     const st = this.stage;
     const part = h >>> PART_SHIFT;
     const f = st.fill[part];
-    const i = part * STAGE_PER_PART + f;
+    const i = part * this.stagePer + f;
     st.hash[i] = h;
     st.num[i] = num;
     this.putStaged(st, i, m, dp, q, qdp, date);
     st.fill[part] = f + 1;
-    if (f + 1 === STAGE_PER_PART) this.foldStaged();
+    if (f + 1 === this.stagePer) this.foldStaged();
   }
 
   /** The values of staged row i (its key or row index is the caller's). */
@@ -592,7 +601,7 @@ export class ScanTable {
       const cnt = fill[pi];
       if (cnt === 0) continue;
       fill[pi] = 0;
-      this.foldPart(pi, pi * STAGE_PER_PART, cnt);
+      this.foldPart(pi, pi * this.stagePer, cnt);
     }
     const ds = this.dstage;
     if (!ds) return;

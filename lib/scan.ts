@@ -338,18 +338,25 @@ export function flushHeld(task: FlushTask): ScanOutput[] {
 }
 
 /** Scan a small range only to see its keys (no faults, nothing kept: the plan's sample). */
+/** The sample's table, kept for the next piece: staged rows per part (its stage is small). */
+let sampleTable: ScanTable | undefined;
+const SAMPLE_STAGE_ROWS = 64;
+
 export async function sampleRange(task: ScanTask): Promise<KeySample> {
-  const scanner = new RangeScanner(task);
+  const flags = taskFlags(task);
+  const table = sampleTable?.flags === flags ? sampleTable : new ScanTable(flags, 4096, undefined, SAMPLE_STAGE_ROWS);
+  sampleTable = undefined;
+  const scanner = new RangeScanner(task, table);
   try {
     if (task.compressed) await readCompressed(task, scanner, task.chunkSize ?? 1 << 20);
     else readPlain(task, scanner, task.chunkSize ?? 1 << 20);
-    const st = scanner.table.keyStats(4096);
+    const st = table.keyStats(4096);
     const bytes = Math.max(0, scanner.endOffset - scanner.firstRecord);
     return { rows: scanner.rows + scanner.rejected, bytes, ...st };
   } finally {
     scanner.finish(false);
-    // a sample's table is small: keep it for the next scan only if it is the thread's old one
-    scanner.table.release(scanner.table.reused);
+    table.release(false);
+    sampleTable = table;
   }
 }
 
