@@ -1070,12 +1070,26 @@ class RangeScanner {
     if (ks === ke) return this.reject(buf, p, ce, base, `missing user id (${names[0]})`);
     // its value when it is a plain integer (the hash comes later, when the key needs one)
     let num = 0;
-    for (let i = ks; i < ke; i++) {
-      const c = src[i];
-      if (c >= 48 && c <= 57) num = num * 10 + (c - 48);
-      else {
-        num = -1;
-        break;
+    if (ke - ks <= 9) {
+      // up to nine digits: int32 arithmetic (a float multiply-add per digit is a longer chain)
+      let x = 0;
+      for (let i = ks; i < ke; i++) {
+        const d = src[i] - 48;
+        if (d >>> 0 > 9) {
+          x = -1;
+          break;
+        }
+        x = (x * 10 + d) | 0;
+      }
+      num = x;
+    } else {
+      for (let i = ks; i < ke; i++) {
+        const c = src[i];
+        if (c >= 48 && c <= 57) num = num * 10 + (c - 48);
+        else {
+          num = -1;
+          break;
+        }
       }
     }
     if (ke - ks > 15 || (src[ks] === 48 && ke - ks > 1)) num = -1;
@@ -1087,10 +1101,23 @@ class RangeScanner {
     let dp = 0;
     let st = OK;
     let plain = as >= 0 && ae > as && ae - as <= 15;
-    for (let i = as; plain && i < ae; i++) {
-      const c = src[i];
-      if (c >= 48 && c <= 57) m = m * 10 + (c - 48);
-      else plain = false;
+    if (plain && ae - as <= 9) {
+      let x = 0;
+      for (let i = as; i < ae; i++) {
+        const d = src[i] - 48;
+        if (d >>> 0 > 9) {
+          plain = false;
+          break;
+        }
+        x = (x * 10 + d) | 0;
+      }
+      m = x;
+    } else {
+      for (let i = as; plain && i < ae; i++) {
+        const c = src[i];
+        if (c >= 48 && c <= 57) m = m * 10 + (c - 48);
+        else plain = false;
+      }
     }
     if (!plain) {
       st = as < 0 ? EMPTY : parseDecimal(src, as, ae, out, this.decimalComma);
