@@ -56,7 +56,7 @@ export interface ScanTask extends ScanSchema, ScanRange {
   /** JSON Lines: the keys for user, amount, quantity, date ('' when unused). */
   keys?: [string, string, string, string];
   partitions: number;
-  /** Read buffer size (default 8 MiB). */
+  /** Read buffer size (default 1 MiB). */
   chunkSize?: number;
   /** A line or record longer than this is rejected (default 1 MiB). */
   maxRecordBytes?: number;
@@ -164,6 +164,12 @@ const SP = 32;
 const TAB = 9;
 const TWO52 = 2 ** 52;
 const MAX_REJECT_TEXT = 200;
+/**
+ * Bytes read at a time. Small enough that what a read copies in is still in the core's cache when
+ * the parser reads it: 1 GiB, 2 workers, scan stage median 2,243 ms with 8 MiB, 2,130 ms with
+ * 1 MiB (six interleaved runs each; 512 KiB and 2 MiB no better).
+ */
+const DEFAULT_CHUNK = 1 << 20;
 /** Rows parsed before they are folded into the table. */
 const BATCH = 65536;
 
@@ -277,7 +283,7 @@ export async function scanRange(task: ScanTask): Promise<ScanOutput> {
     }
   }
   const scanner = new RangeScanner(task, held?.table);
-  const chunk = task.chunkSize ?? 8 << 20;
+  const chunk = task.chunkSize ?? DEFAULT_CHUNK;
   try {
     if (task.compressed) await readCompressed(task, scanner, chunk);
     else readPlain(task, scanner, chunk);
@@ -409,7 +415,7 @@ function readPlain(task: ScanTask, scanner: RangeScanner, chunk: number): void {
 function growBuffer(buf: Buffer, carry: number, task: ScanTask): Buffer {
   // records are capped at maxRecordBytes (a longer one is rejected), so a buffer twice that size
   // (or the chunk size) always holds one: growing past it is a bug, not an input
-  const max = Math.max((task.maxRecordBytes ?? 1 << 20) * 2, task.chunkSize ?? 8 << 20) + (1 << 20);
+  const max = Math.max((task.maxRecordBytes ?? 1 << 20) * 2, task.chunkSize ?? DEFAULT_CHUNK) + (1 << 20);
   if (buf.length >= max) throw new SegflowError('ERR_INTERNAL', `record too long in ${task.file}`);
   const bigger = Buffer.allocUnsafe(buf.length * 2);
   buf.copy(bigger, 0, 0, carry);
