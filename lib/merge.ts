@@ -529,12 +529,24 @@ function mergeIntegerKeys(sections: Section[], flags: number, scale: number, qsc
 }
 
 /** densePartitions() of the window this worker merged last (each of its merge tasks needs it). */
-let partsCache: { base: number; span: number; partitions: number; parts: Uint16Array } | undefined;
+let partsCache: { base: number; span: number; partitions: number; from: number; to: number; parts: Uint16Array } | undefined;
 
-function densePartsOf(seg: DenseSegment, partitions: number): Uint16Array {
+/** The rows of a window that may be non-zero in some segment: [from, to). */
+function denseRange(segs: DenseSegment[]): { from: number; to: number } {
+  let from = segs[0].span;
+  let to = 0;
+  for (const s of segs) {
+    from = Math.min(from, s.from);
+    to = Math.max(to, s.to);
+  }
+  return { from, to: Math.max(from, to) };
+}
+
+/** The partitions of the window's rows, those of `range` at least (default: all of them). */
+function densePartsOf(seg: DenseSegment, partitions: number, range = { from: 0, to: seg.span }): Uint16Array {
   const c = partsCache;
-  if (c && c.base === seg.base && c.span === seg.span && c.partitions === partitions) return c.parts;
-  partsCache = { base: seg.base, span: seg.span, partitions, parts: densePartitions(seg.base, seg.span, partitions) };
+  if (c && c.base === seg.base && c.span === seg.span && c.partitions === partitions && c.from <= range.from && c.to >= range.to) return c.parts;
+  partsCache = { base: seg.base, span: seg.span, partitions, ...range, parts: densePartitions(seg.base, seg.span, partitions, range.from, range.to) };
   return partsCache.parts;
 }
 
@@ -546,12 +558,22 @@ interface ShardRows {
 
 /**
  * The merge of partitions whose keys are all in dense segments: one forward sweep of the window
+ * rows in `range` (outside it every segment is zero: slices no row fell in)
  * adds each key's rows across the segments and prints the row into its partition's writer, when
  * that partition is one of `outs` (indexed by partition, undefined for the others). Keys come in
  * value order, which is byte order (the window's keys share their digit count). No table, no sort;
  * the rows are read in memory order, once for all the partitions of the sweep.
  */
-function mergeDense(segs: DenseSegment[], parts: Uint16Array, outs: (ChunkWriter | undefined)[], flags: number, scale: number, qscale: number, dateHasTime: boolean): ShardRows[] {
+function mergeDense(
+  segs: DenseSegment[],
+  parts: Uint16Array,
+  range: { from: number; to: number },
+  outs: (ChunkWriter | undefined)[],
+  flags: number,
+  scale: number,
+  qscale: number,
+  dateHasTime: boolean,
+): ShardRows[] {
   const { width: w, qty: qtyOff, dmin: dateOff } = layout(flags);
   const shape = { qtyOff, dateOff, scale, qscale };
   const { base, span } = segs[0];
@@ -565,7 +587,7 @@ function mergeDense(segs: DenseSegment[], parts: Uint16Array, outs: (ChunkWriter
   // the usual rows: count and total only, every segment at the job's places, one or two segments
   // (two low limbs, each within 2^51, add up exactly, and so does the running total's)
   const plain = w === 4 && segs.length <= 2 && segs.every((s) => s.scale === scale);
-  for (let i = 0; i < span; i++) {
+  for (let i = range.from; i < range.to; i++) {
     const out = outs[parts[i]];
     if (out === undefined) continue;
     const a = acc[parts[i]];
@@ -648,7 +670,9 @@ export interface DenseMergeTask {
 /** Run a {@link DenseMergeTask}: its shards, each written under a temporary name and renamed. */
 export function mergeDenseGroup(task: DenseMergeTask): MergeOutput[] {
   heldShared();
-  const parts = densePartsOf(task.dense[0], task.partitions);
+  // the sweep covers only the rows some segment may hold
+  const range = denseRange(task.dense);
+  const parts = densePartsOf(task.dense[0], task.partitions, range);
   const outs: (ChunkWriter | undefined)[] = new Array(task.partitions).fill(undefined);
   const tmp: string[] = [];
   try {
@@ -659,7 +683,7 @@ export function mergeDenseGroup(task: DenseMergeTask): MergeOutput[] {
       outs[p] = new ChunkWriter(tmp[g]);
       outs[p]!.text(shardHeader(task.flags));
     });
-    const rows = mergeDense(task.dense, parts, outs, task.flags, task.scale, task.qscale, task.dateHasTime);
+    const rows = mergeDense(task.dense, parts, range, outs, task.flags, task.scale, task.qscale, task.dateHasTime);
     const result = task.group.map((p) => ({
       partition: p,
       users: rows[p].users,
@@ -855,7 +879,7 @@ export function mergePartition(task: MergeTask): MergeOutput {
     const one = (): ShardRows => {
       const outs: (ChunkWriter | undefined)[] = new Array(task.partitions).fill(undefined);
       outs[task.partition] = out;
-      return mergeDense(denseSegs, parts!, outs, task.flags, task.scale, task.qscale, task.dateHasTime)[task.partition];
+      return mergeDense(denseSegs, parts!, { from: 0, to: denseSegs[0].span }, outs, task.flags, task.scale, task.qscale, task.dateHasTime)[task.partition];
     };
     const fast = denseOnly
       ? one()

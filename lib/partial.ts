@@ -84,6 +84,9 @@ export interface DenseSegment {
   width: number;
   scale: number;
   qscale: number;
+  /** Rows outside [from, to) are all zero (the window slices that got no row). */
+  from: number;
+  to: number;
   /**
    * Int32[1]: the job stores 1 once it is done with the rows (merged, or the job ended); the
    * worker that wrote them may then reuse the memory for its next dense table.

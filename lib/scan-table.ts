@@ -195,6 +195,9 @@ export class ScanTable {
    * A written slice is swept before a fold instead.
    */
   private readonly dTouched = new Uint8Array(DENSE_SLICES);
+  /** The first and last window slice that got a row (the rows outside them are all zero). */
+  private dSliceLo = DENSE_SLICES;
+  private dSliceHi = -1;
   private dstage: Stage | undefined;
 
   /**
@@ -329,6 +332,8 @@ export class ScanTable {
     }
     if (this.dense && this.denseKeys > 0) this.dense.fill(0);
     this.denseKeys = 0;
+    this.dSliceLo = DENSE_SLICES;
+    this.dSliceHi = -1;
     if (keep) ScanTable.spare = this;
   }
 
@@ -337,7 +342,7 @@ export class ScanTable {
    * this thread reuses their memory only once the job sets their lease (partial.ts,
    * DenseSegment). Undefined without a window or dense keys.
    */
-  takeDense(): { rows: Float64Array; lease: SharedArrayBuffer } | undefined {
+  takeDense(): { rows: Float64Array; lease: SharedArrayBuffer; from: number; to: number } | undefined {
     this.foldStaged();
     const d = this.dense;
     if (!d || this.denseKeys === 0) return undefined;
@@ -345,7 +350,18 @@ export class ScanTable {
     this.denseKeys = 0;
     const lease = new SharedArrayBuffer(4);
     lentDense = { rows: d, lease: new Int32Array(lease) };
-    return { rows: d, lease };
+    // the rows that may be non-zero: the slices that got rows
+    const from = this.dSliceLo << this.dShift;
+    const to = Math.min(this.window!.span, (this.dSliceHi + 1) << this.dShift);
+    this.dSliceLo = DENSE_SLICES;
+    this.dSliceHi = -1;
+    return { rows: d, lease, from, to };
+  }
+
+  /** Note that slice si got rows. */
+  private noteSlice(si: number): void {
+    if (si < this.dSliceLo) this.dSliceLo = si;
+    if (si > this.dSliceHi) this.dSliceHi = si;
   }
 
   /** Bytes of the dense rows (planned by the job, so not part of {@link bytes}). */
@@ -633,6 +649,7 @@ export class ScanTable {
     const dateOff = this.dateOff;
     // warm the slice's rows with a forward sweep first (see foldPart)
     const sliceRows = 1 << this.dShift;
+    this.noteSlice(si);
     if (this.dTouched[si] === 0) this.touchSlice(si);
     else if (cnt * 16 >= sliceRows) {
       let sink = 0;
@@ -769,6 +786,7 @@ export class ScanTable {
     if (num >= this.dBase && num < this.dEnd) {
       cells = this.dense!;
       const idx = num - this.dBase;
+      this.noteSlice(idx >>> this.dShift);
       if (this.dTouched[idx >>> this.dShift] === 0) this.touchSlice(idx >>> this.dShift);
       o = idx * this.denseWidth - 1;
       if (cells[o + COUNT] === 0) {
@@ -913,14 +931,14 @@ export class ScanTable {
 /**
  * The partition of every key of a dense window (row i: key base + i), by the same hash as
  * {@link hashOfInteger}. The keys share their digit count, so the hash state after all digits but
- * the last is computed once per ten keys.
+ * the last is computed once per ten keys. With `from` and `to`, only rows [from, to) get theirs.
  */
-export function densePartitions(base: number, span: number, partitions: number): Uint16Array {
+export function densePartitions(base: number, span: number, partitions: number, from = 0, to = span): Uint16Array {
   const out = new Uint16Array(span);
   const digits = digitCount(base);
-  let last = base % 10;
-  let prefix = prefixHash(Math.floor(base / 10), digits - 1);
-  for (let i = 0; i < span; i++) {
+  let last = (base + from) % 10;
+  let prefix = prefixHash(Math.floor((base + from) / 10), digits - 1);
+  for (let i = from; i < to; i++) {
     if (last === 10) {
       last = 0;
       prefix = prefixHash(Math.floor((base + i) / 10), digits - 1);

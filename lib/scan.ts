@@ -335,7 +335,17 @@ export function flushHeld(task: FlushTask): ScanOutput[] {
       const tableBytes = t.bytes + t.denseBytes;
       const sections = encodeScanTable(t, task.partitions, false);
       const d = t.takeDense();
-      const dense = d && { buf: d.rows.buffer as SharedArrayBuffer, lease: d.lease, base: t.window!.base, span: t.window!.span, width: t.denseWidth, scale: t.scale, qscale: t.qscale };
+      const dense = d && {
+        buf: d.rows.buffer as SharedArrayBuffer,
+        lease: d.lease,
+        base: t.window!.base,
+        span: t.window!.span,
+        from: d.from,
+        to: d.to,
+        width: t.denseWidth,
+        scale: t.scale,
+        qscale: t.qscale,
+      };
       outs.push({ ...emptyOutput(), sections, dense, keys, scale: t.scale, qscale: t.qscale, tableBytes, covers: held.covers });
     }
     t.release();
