@@ -17,7 +17,7 @@ import { rangeKey, scanTaskOf, type FlushTask, type RangeReject, type ScanOutput
 import { isEmptySegment, type DenseMergeTask, type MergeOutput, type MergeTask, type SegmentRef } from './merge.js';
 import { parseFaults } from './faults.js';
 import { releaseShared } from './util/gc.js';
-import { F_DATE, F_QTY, layout } from './table.js';
+import { F_DATE, F_QTY, denseWidthOf } from './table.js';
 import { formatScaled } from './util/exact.js';
 import { OutputDir } from './output.js';
 import type { AggregateOptions, AggregateSummary, InputSummary, ProgressEvent, Stage } from './types.js';
@@ -141,7 +141,7 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
     const wantDense = options.denseKeys ?? totalBytes >= DENSE_MIN_BYTES;
     const denseMax = Math.min(budget.task, budget.hold / pool.workers);
     const denseWindow = holding && wantDense ? await planDenseWindow(schemas, totalBytes, shards, flags, denseMax, job.signal, poolUp ? pool : undefined) : undefined;
-    const denseBytes = denseWindow ? denseWindow.span * (layout(flags).width - 1) * 8 : 0;
+    const denseBytes = denseWindow ? denseWindow.span * denseWidthOf(flags) * 8 : 0;
     timings.plan = performance.now() - t0;
     const progress = new Progress(options.onProgress, t0, totalBytes);
     progress.emit('plan', 0, 1);

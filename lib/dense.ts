@@ -15,7 +15,7 @@ import { sampleRange, scanTaskOf, type KeySample } from './scan.js';
 import { abortError, type SegflowPool } from './pool.js';
 import { digitCount, type DenseWindow } from './scan-table.js';
 import type { Range } from './split.js';
-import { layout } from './table.js';
+import { denseWidthOf } from './table.js';
 import { POW10 } from './util/exact.js';
 
 /** Sample pieces over the whole input (about: a file gets at least one while fewer than twice this are planned; files after that get none). */
@@ -87,7 +87,7 @@ export function chooseWindow(samples: KeySample[], totalBytes: number, flags: nu
   const floor = d > 1 ? POW10[d - 1] : 0;
   const ceil = POW10[d] - 1;
   const estRows = (rows * totalBytes) / Math.max(1, bytes);
-  const rowBytes = (layout(flags).width - 1) * 8;
+  const rowBytes = denseWidthOf(flags) * 8;
   for (const share of [1, 0.99, 0.95, 0.9, 0.8]) {
     // the narrowest [keys[i], keys[j]] with at least `share` of the rows (two pointers)
     const want = share * cum[n];

@@ -16,7 +16,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { KeyTable, COUNT, SUM, layout } from './table.js';
+import { KeyTable, COUNT, SUM, denseWidthOf, layout } from './table.js';
 import { EMPTY_SECTION_BYTES, decodeSection, denseSection, type DenseSegment, type Section } from './partial.js';
 import { csvField, shardHeader, sortedIds } from './shard.js';
 import { POW10, addExact, addLimbs, formatScaled, limbsToBig } from './util/exact.js';
@@ -577,16 +577,19 @@ function mergeDense(
   const { width: w, qty: qtyOff, dmin: dateOff } = layout(flags);
   const shape = { qtyOff, dateOff, scale, qscale };
   const { base, span } = segs[0];
-  const dw = w - 1;
+  const dw = denseWidthOf(flags);
   for (const s of segs) if (s.base !== base || s.span !== span || s.width !== dw) throw new SegflowError('ERR_INTERNAL', 'dense segments of different windows or row layouts');
   const views = segs.map((s) => new Float64Array(s.buf));
   const row = new Float64Array(w);
+  // a lean dense row (count and low limb, table.ts denseWidthOf) read as a slot row
+  const lean = dw === 2 ? new Float64Array(w) : undefined;
   // per partition: users, rows, total lo, hi, quantity lo, hi
   const acc = outs.map(() => new Float64Array(6));
   const fixed = 8 + 2 + 5 * 64 + 2 * (scale + qscale) + 16;
-  // the usual rows: count and total only, every segment at the job's places, one or two segments
-  // (two low limbs, each within 2^51, add up exactly, and so does the running total's)
-  const plain = w === 4 && segs.length <= 2 && segs.every((s) => s.scale === scale);
+  // the usual rows: count and total only (lean dense rows: no high limb), every segment at the
+  // job's places, one or two segments (two low limbs, each within 2^51, add up exactly, and so
+  // does the running total's)
+  const plain = lean !== undefined && segs.length <= 2 && segs.every((s) => s.scale === scale);
   for (let i = range.from; i < range.to; i++) {
     const out = outs[parts[i]];
     if (out === undefined) continue;
@@ -596,12 +599,10 @@ function mergeDense(
     if (plain) {
       let c = 0;
       let lo = 0;
-      let hi = 0;
       for (let k = 0; k < views.length; k++) {
         const v = views[k];
         c += v[rb + COUNT];
         lo += v[rb + SUM];
-        hi += v[rb + SUM + 1];
       }
       if (c === 0) continue;
       a[0]++;
@@ -612,11 +613,10 @@ function mergeDense(
       buf[q++] = 44;
       q = putUint(buf, q, c);
       buf[q++] = 44;
-      q = putLimbs(buf, q, lo, hi, scale);
+      q = putLimbs(buf, q, lo, 0, scale);
       buf[q++] = 10;
       out.pos = q;
       addExact(a, 2, lo);
-      a[3] += hi;
       continue;
     }
     let any = false;
@@ -631,7 +631,11 @@ function mergeDense(
           row[dateOff + 1] = -Infinity;
         }
       }
-      addRow(row, 0, v, rb, segs[k], shape);
+      if (lean) {
+        lean[COUNT] = v[rb + COUNT];
+        lean[SUM] = v[rb + SUM];
+        addRow(row, 0, lean, 0, segs[k], shape);
+      } else addRow(row, 0, v, rb, segs[k], shape);
     }
     if (!any) continue;
     a[0]++;

@@ -10,7 +10,7 @@
  *   Uint32[n] key ends into the key bytes (padded to 8 bytes)
  *   Uint8[keyBytes] key bytes
  */
-import { KeyTable, partitionOf } from './table.js';
+import { KeyTable, layout, partitionOf } from './table.js';
 import { digitCount, hashOfInteger, putDigits, type ScanTable, type SectionWriter } from './scan-table.js';
 import { SegflowError } from './errors.js';
 
@@ -109,7 +109,9 @@ export function denseSection(seg: DenseSegment, p: number, parts: Uint16Array, f
   let n = 0;
   for (let i = 0; i < seg.span; i++) if (parts[i] === p && rows[i * dw] !== 0) n++;
   const digits = digitCount(seg.base);
-  const w = dw + 1;
+  // a section row is a slot row: the key, then the dense row's fields (a lean row has no high
+  // limb, which stays 0 in the section's fresh memory)
+  const w = layout(flags).width;
   const v = allocSection(n, n * digits, flags, seg.scale, seg.qscale, w);
   for (let i = 0; i < seg.span; i++) {
     if (parts[i] !== p || rows[i * dw] === 0) continue;

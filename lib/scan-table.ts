@@ -20,7 +20,7 @@
  * parts). At the end of the scan the array itself goes to the merge (no encoding); only when the
  * table is emitted some other way are its dense rows encoded as ordinary section rows.
  */
-import { finalizeHash, layout, partitionOf } from './table.js';
+import { denseWidthOf, finalizeHash, layout, partitionOf } from './table.js';
 import { LIMB_MAX, POW10, addBig, addExact, rescaleLimbs } from './util/exact.js';
 
 /** Rows of a batch are visited in order of the top SORT_BITS bits of their slot. */
@@ -175,8 +175,13 @@ export class ScanTable {
   readonly window: DenseWindow | undefined;
   readonly dBase: number;
   readonly dEnd: number;
-  /** Doubles per dense row: a slot row without its key (`width - 1`). */
+  /**
+   * Doubles per dense row: a slot row without its key (`width - 1`), or, for the usual layout
+   * (count and total only), just the count and the total's low limb (`denseLean`, see
+   * {@link denseWidthOf}): a total that would pass the low limb moves to the hash parts.
+   */
   readonly denseWidth: number;
+  private readonly denseLean: boolean;
   /**
    * The dense rows, in shared memory (handed to the merge as they are). Row i starts at
    * i * denseWidth; its fields sit at the slot row offsets (COUNT, SUM, qtyOff, dateOff) from the
@@ -243,7 +248,8 @@ export class ScanTable {
     this.stage = takeStage(this.qtyOff >= 0, this.dateOff >= 0, false, stageRows);
     this.stagePer = stageRows;
     this.window = window;
-    this.denseWidth = this.width - 1;
+    this.denseWidth = denseWidthOf(flags);
+    this.denseLean = this.denseWidth === 2;
     this.dBase = window ? window.base : Infinity;
     this.dEnd = window ? window.base + window.span : -Infinity;
     let shift = 0;
@@ -510,7 +516,41 @@ export class ScanTable {
     const cells = this.dense;
     if (!cells || this.denseKeys === 0) return;
     const dw = this.denseWidth;
+    if (this.denseLean) {
+      // one limb: a total that no longer fits it moves to the hash parts (already at the new places)
+      const f = POW10[d];
+      for (let i = 0, rb = -1, n = this.window!.span; i < n; i++, rb += dw) {
+        const c = cells[rb + COUNT];
+        if (c === 0) continue;
+        const v = cells[rb + SUM] * f;
+        if (v <= LIMB_MAX && v >= -LIMB_MAX) cells[rb + SUM] = v;
+        else this.spillDense(i, d);
+      }
+      return;
+    }
     for (let rb = -1, n = cells.length - 1; rb < n; rb += dw) if (cells[rb + COUNT] !== 0) rescaleLimbs(cells, rb + off, d);
+  }
+
+  /**
+   * Move lean dense row `idx` to its key's row in the hash parts, its total raised by `d` places,
+   * and zero it; returns the part row's offset (the merge adds the key's rows of both kinds).
+   */
+  private spillDense(idx: number, d = 0): number {
+    const cells = this.dense!;
+    const num = this.dBase + idx;
+    const h = hashOfInteger(num);
+    const o2 = this.findInt(h, num);
+    const pc = this.parts[h >>> PART_SHIFT].cells;
+    const o = idx * 2 - 1;
+    const c = cells[o + COUNT];
+    if (c !== 0) {
+      pc[o2 + COUNT] += c;
+      addScaled(pc, o2 + SUM, cells[o + SUM], 0, d);
+      cells[o + COUNT] = 0;
+      cells[o + SUM] = 0;
+      this.denseKeys--;
+    }
+    return o2;
   }
 
   private order = new Int32Array(0);
@@ -658,6 +698,28 @@ export class ScanTable {
       this.sink = sink;
     }
     const end = from + cnt;
+    if (this.denseLean) {
+      const sM = st.m;
+      const sDp = st.dp;
+      for (let i = from; i < end; i++) {
+        const o = sIdx[i] * 2 - 1;
+        const c = cells[o + COUNT];
+        const dp = sDp[i];
+        const mv = sM[i];
+        const v = dp === scale ? mv : mv * POW10[scale - dp];
+        const lo = cells[o + SUM] + v;
+        if (v > LIMB_MAX || v < -LIMB_MAX || lo > LIMB_MAX || lo < -LIMB_MAX) {
+          // past one limb: the key's row moves to the hash parts, which fold this row exactly
+          const o2 = this.spillDense(sIdx[i]);
+          addStaged(this.parts[hashOfInteger(this.dBase + sIdx[i]) >>> PART_SHIFT].cells, o2, st, i, scale, qscale, -1, -1);
+          continue;
+        }
+        if (c === 0) this.denseKeys++;
+        cells[o + COUNT] = c + 1;
+        cells[o + SUM] = lo;
+      }
+      return;
+    }
     for (let i = from; i < end; i++) {
       // the row base: the row's fields at the slot row offsets (see `dense`)
       const o = sIdx[i] * dw - 1;
@@ -783,7 +845,7 @@ export class ScanTable {
     if (this.qtyOff >= 0 && qdp > this.qscale) this.rescaleQty(qdp);
     let o: number;
     let cells: Float64Array;
-    if (num >= this.dBase && num < this.dEnd) {
+    if (num >= this.dBase && num < this.dEnd && !this.denseLean) {
       cells = this.dense!;
       const idx = num - this.dBase;
       this.noteSlice(idx >>> this.dShift);
@@ -920,7 +982,8 @@ export class ScanTable {
       v.h[j] = hashOfInteger(num);
       const a = v.a;
       a[j * w + NUM] = num;
-      for (let k = 1, d = j * w; k < w; k++) a[d + k] = dense[rb + k];
+      // (a lean row has no high limb: it stays 0 in the section's fresh memory)
+      for (let k = 1, d = j * w; k <= dw; k++) a[d + k] = dense[rb + k];
       putDigits(v.b, v.kb, num, digits);
       v.kb += digits;
       v.k[j] = v.kb;

@@ -34,6 +34,16 @@ export function layout(flags: number): { width: number; qty: number; dmin: numbe
   return { width, qty, dmin };
 }
 
+/**
+ * Doubles per dense row (scan-table.ts): a slot row without its key. The usual layout (count and
+ * total, nothing else) also leaves out the total's high limb: a dense row never holds one (a
+ * total that would need it moves to the hash parts), so its rows are 16 bytes instead of 24.
+ */
+export function denseWidthOf(flags: number): number {
+  const w = layout(flags).width;
+  return w === 4 ? 2 : w - 1;
+}
+
 /** 32-bit FNV-1a over bytes followed by murmur3's finaliser; the same for every path. */
 export function hashBytes(src: Uint8Array, start: number, end: number): number {
   let h = 0x811c9dc5 | 0;

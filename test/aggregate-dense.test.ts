@@ -137,6 +137,66 @@ test('random files: the same bytes with and without the dense window', async () 
   }
 });
 
+test('lean dense rows: totals past one limb, and places added later, move to the hash parts exactly', async () => {
+  // a dense row of the usual layout keeps a count and the total's low limb (16 bytes): a total
+  // past 2^51 (a whale of 15-digit amounts), or one that a later decimal place pushes past it,
+  // moves to the key's hash-part row, and the merge adds both kinds of row
+  const pool3 = new SegflowPool({ workers: 3 });
+  try {
+    const rnd = new Random(77);
+    for (let f = 0; f < 4; f++) {
+      const lines = ['user_id,amount'];
+      const n = 4000 + rnd.int(3000);
+      const decimalsFrom = f % 2 === 0 ? Math.floor(n * (0.3 + 0.5 * rnd.next())) : n; // odd files: integers only
+      for (let r = 0; r < n; r++) {
+        const id = 100000 + rnd.int(2000);
+        // (at most 15 significant digits an amount: longer ones are rejected as too precise)
+        let amount: string;
+        const t = rnd.next();
+        if (id % 97 === 0 || t < 0.01) amount = (rnd.next() < 0.3 ? '-' : '') + String(900000000000000 + rnd.int(99999999)); // 15 digits
+        else if (id % 89 === 0 || t < 0.005) amount = String(9 * 10 ** 13 + 1 + 2 * rnd.int(10 ** 6)); // 14 digits, odd: not a double once scaled by 1000
+        else {
+          amount = String(rnd.int(100000));
+          if (r >= decimalsFrom && rnd.next() < 0.2) amount += '.' + String(rnd.int(1000)).padStart(3, '0');
+        }
+        lines.push(`${id},${amount}`);
+      }
+      if (f === 3) {
+        // ten ids, so that their window slices' stages fill and fold before the decimals come:
+        // the rescale then meets totals that 1,000 times no longer fit one limb
+        lines.length = 1;
+        for (let r = 0; r < 24000; r++) {
+          const amount = r < 18000 ? String(10 ** 11 + 1 + 2 * rnd.int(10 ** 9)) : `${rnd.int(1000)}.${String(rnd.int(1000)).padStart(3, '0')}`;
+          lines.push(`${100000 + rnd.int(10)},${amount}`);
+        }
+      }
+      const file = path.join(tmp, `lean-${f}.csv`);
+      fs.writeFileSync(file, lines.join('\n') + '\n');
+      const want = referenceAggregate(file, 'user_id', 'amount');
+      const ref = path.join(tmp, `lean-ref-${f}`);
+      const r = await aggregate({ input: file, out: ref, pool: pool1, force: true, denseKeys: false });
+      const got = readShards(ref).users;
+      assert.is(got.size, want.users.size);
+      for (const [k, u] of want.users) assert.is(got.get(k)?.total, fmt(u.total, want.scale), `file ${f}: total of ${k}`);
+      for (const [pool, rangeSize] of [
+        [pool1, 4096],
+        [pool2, 997],
+        [pool3, 1500], // three dense segments: the merge's general path
+        [pool3, 64 + rnd.int(2000)],
+      ] as const) {
+        const out = path.join(tmp, `lean-${f}-${pool.workers}-${rangeSize}`);
+        const s = await aggregate({ input: file, out, pool, rangeSize, force: true, denseKeys: true });
+        const ctx = `file ${f}, ${pool.workers} workers, range ${rangeSize}`;
+        assert.ok(s.denseKeys, `${ctx}: a dense window`);
+        assert.is(s.total, r.total, ctx);
+        assertSameOutput(out, ref, `differs (${ctx})`);
+      }
+    }
+  } finally {
+    await pool3.destroy();
+  }
+});
+
 test('the dense window is the default for a large input only, and --no-dense-keys turns it off', async () => {
   const file = path.join(tmp, 'small.csv');
   fs.writeFileSync(file, 'user_id,amount\n' + Array.from({ length: 5000 }, (_, k) => `${2000 + (k % 300)},${k % 97}.5`).join('\n') + '\n');
