@@ -708,14 +708,7 @@ class RangeScanner {
             const at = w << 2;
             while (dm !== 0) {
               const low = dm & -dm;
-              const pos = at + ((31 - Math.clz32(low)) >> 3);
-              if (f < nf) {
-                const e = want[f];
-                if (e >= 0) fe[e] = pos;
-                const s = want[f + 1];
-                if (s >= 0) fs[s] = pos + 1;
-              }
-              f++;
+              this.atDelimiter(f++, at + ((31 - Math.clz32(low)) >> 3));
               dm ^= low;
             }
           } else f += pc;
@@ -735,15 +728,8 @@ class RangeScanner {
     if (!found) {
       for (; i < lim; i++) {
         const c = buf[i];
-        if (c === delim) {
-          if (f < nf) {
-            const e = want[f];
-            if (e >= 0) fe[e] = i;
-            const s = want[f + 1];
-            if (s >= 0) fs[s] = i + 1;
-          }
-          f++;
-        } else if (c === NL) break;
+        if (c === delim) this.atDelimiter(f++, i);
+        else if (c === NL) break;
       }
       if (i >= lim && !last) return -1;
     }
@@ -764,6 +750,15 @@ class RangeScanner {
     if (f !== this.task.fieldCount) this.reject(buf, p, ce, base, `expected ${this.task.fieldCount} fields, found ${f}`);
     else this.row(buf, buf, p, ce, base);
     return i + 1;
+  }
+
+  /** Delimiter number f of a line, at pos: it ends field f and starts field f + 1 (when wanted). */
+  private atDelimiter(f: number, pos: number): void {
+    if (f >= this.nf) return;
+    const e = this.want[f];
+    if (e >= 0) this.fe[e] = pos;
+    const s = this.want[f + 1];
+    if (s >= 0) this.fs[s] = pos + 1;
   }
 
   /** Whitespace-separated fields: runs of blanks separate, leading and trailing blanks ignored. */

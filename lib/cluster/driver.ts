@@ -25,7 +25,7 @@ import { SegflowError } from '../errors.js';
 import { SegflowPool, abortError } from '../pool.js';
 import { defaultRangeSize, planRanges, queueOrder, type Range } from '../split.js';
 import type { FileSchema } from '../schema.js';
-import { scanTaskOf, type ScanOutput, type ScanTask } from '../scan.js';
+import { scanTaskOf, type ScanOutput } from '../scan.js';
 import { F_DATE, F_QTY } from '../table.js';
 import { formatScaled } from '../util/exact.js';
 import { OutputDir } from '../output.js';

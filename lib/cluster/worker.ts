@@ -12,7 +12,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Job, Queue, UnrecoverableError, Worker, type WorkerOptions } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { SegflowError } from '../errors.js';
 import { SegflowPool, defaultWorkers } from '../pool.js';
 import { defaultMemory, planMemory } from '../aggregate.js';
