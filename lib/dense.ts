@@ -5,7 +5,7 @@
  * DenseWindow), and the merge adds those arrays row by row.
  *
  * The window is chosen before the scan from a sample: a few small ranges spread over the input
- * (1 MiB in all). A pool whose workers are already up scans them, in parallel; a pool the job has
+ * (512 KiB in all). A pool whose workers are already up scans them, in parallel; a pool the job has
  * just started is still booting its workers (longer than the sample takes), so the coordinator
  * scans them itself meanwhile. Ids the sample missed simply take the hash table path, so a poor
  * sample costs speed, never correctness.
@@ -20,8 +20,11 @@ import { POW10 } from './util/exact.js';
 
 /** Sample pieces over the whole input (about: a file gets at least one while fewer than twice this are planned; files after that get none). */
 const PIECES = 16;
-/** Bytes per sample piece. */
-const PIECE_BYTES = 64 * 1024;
+/**
+ * Bytes per sample piece: 16 of 32 KiB (about 11 K Black Friday rows) pick the same window as 16
+ * of 64 KiB on the 1 GiB file, in 113-146 ms of plan instead of 137-161 ms.
+ */
+const PIECE_BYTES = 32 * 1024;
 /** Inputs of this many bytes or more get a dense window unless the job says otherwise. */
 export const DENSE_MIN_BYTES = 64 * 1024 * 1024;
 /**
