@@ -12,7 +12,8 @@
  *
  * Rates and sizes are decimal (1 MB = 10^6 bytes), as `mbPerSec` in summary.json.
  */
-import cliProgress from 'cli-progress';
+import { createRequire } from 'node:module';
+import type cliProgressTypes from 'cli-progress';
 import type { ProgressEvent, Stage } from './types.js';
 
 /** What the CLI gives a job as `onProgress`, and how it prints messages. */
@@ -226,14 +227,21 @@ function plainReporter(stream: ReporterStream, heartbeatMs: number): Reporter {
   };
 }
 
+/**
+ * cli-progress, loaded when a live line is drawn (it takes about 17 ms to import, on the main
+ * thread while a job's workers start, and piped or quiet runs never need it).
+ */
+const requireModule = createRequire(import.meta.url);
+const loadCliProgress = (): typeof cliProgressTypes => requireModule('cli-progress') as typeof cliProgressTypes;
+
 /** The live line on a TTY, drawn by cli-progress. */
 function ttyReporter(stream: ReporterStream, color: boolean): Reporter {
   const clock = new StageClock();
-  let bars: cliProgress.MultiBar | undefined;
+  let bars: cliProgressTypes.MultiBar | undefined;
   let finalView: ProgressView | undefined;
   let ended = false;
   const start = (): void => {
-    bars = new cliProgress.MultiBar({
+    bars = new (loadCliProgress().MultiBar)({
       stream: stream as NodeJS.WritableStream,
       // the whole line comes from our formatter; cli-progress keeps it on one redrawn row
       format: () => (finalView ? ttyLine(finalView, color) : ttyLine(clock.view('wall')!, color)),
