@@ -221,9 +221,10 @@ export class ScanTable {
     let pcap = 64;
     while (pcap * PART_LOAD < expectedKeys / PARTS) pcap *= 2;
     // reuse the arrays of this thread's last table: the first write to fresh memory (a page fault
-    // per 4 KiB) costs more than the scan of the range itself on small VMs
-    const spare = ScanTable.spare;
-    ScanTable.spare = undefined;
+    // per 4 KiB) costs more than the scan of the range itself on small VMs. A table with a small
+    // stage (a sample's) leaves them for the next real scan
+    const spare = stageRows === STAGE_PER_PART ? ScanTable.spare : undefined;
+    if (spare) ScanTable.spare = undefined;
     this.reused = spare !== undefined && spare.width === this.width;
     if (spare && spare.width === this.width) {
       this.cells = spare.cells;

@@ -364,7 +364,7 @@ export async function sampleRange(task: ScanTask): Promise<KeySample> {
   sampleTable = undefined;
   const scanner = new RangeScanner(task, table);
   try {
-    if (task.compressed) await readCompressed(task, scanner, task.chunkSize ?? 1 << 20);
+    if (task.compressed) await readCompressed(task, scanner, task.chunkSize ?? 1 << 20, Buffer.allocUnsafe(task.chunkSize ?? 1 << 20));
     else readPlain(task, scanner, task.chunkSize ?? 1 << 20);
     const st = table.keyStats(4096);
     const bytes = Math.max(0, scanner.endOffset - scanner.firstRecord);
@@ -433,8 +433,12 @@ function growBuffer(buf: Buffer, carry: number, task: ScanTask): Buffer {
   return bigger;
 }
 
-async function readCompressed(task: ScanTask, scanner: RangeScanner, chunk: number): Promise<void> {
-  let buf = readBuffer(chunk);
+/**
+ * `own`: a buffer of the caller's (this thread's shared read buffer is for one read at a time,
+ * and a gzip read awaits between chunks: samples of two jobs may interleave on the coordinator).
+ */
+async function readCompressed(task: ScanTask, scanner: RangeScanner, chunk: number, own?: Buffer): Promise<void> {
+  let buf = own ?? readBuffer(chunk);
   let carry = 0;
   let base = task.start; // absolute (uncompressed) offset of buf[0]
   let skip = task.start; // bytes before the range (the header) are not scanned

@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { aggregate, SegflowPool } from '../lib/index.js';
 import { Random } from '../lib/util/random.js';
-import { densePartitions, hashOfInteger } from '../lib/scan-table.js';
+import { ScanTable, densePartitions, hashOfInteger } from '../lib/scan-table.js';
 import { partitionOf } from '../lib/table.js';
 import { chooseWindow } from '../lib/dense.js';
 import { readSchema } from '../lib/schema.js';
@@ -206,6 +206,37 @@ test('the dense window is the default for a large input only, and --no-dense-key
   const on = await aggregate({ ...base, out: path.join(tmp, 'on'), denseKeys: true });
   assert.equal(on.denseKeys, { first: 1000, last: on.denseKeys!.last });
   assertSameOutput(path.join(tmp, 'on'), path.join(tmp, 'auto'));
+});
+
+test("a sample leaves the thread's spare scan table alone, and samples of gzip files may run at once", async () => {
+  // a worker (or an app's coordinator) keeps its last scan table's arrays for the next scan
+  const big = new ScanTable(0, 4_000_000);
+  for (let k = 0; k < 200_000; k++) big.stageInt(hashOfInteger(1_000_000 + k), 1_000_000 + k, 5, 0, 0, 0, 0);
+  big.keyStats(1); // folds the staged rows
+  big.release(true);
+  const kept = ScanTable.spareBytes();
+  const rnd = new Random(11);
+  const gzOf = (name: string, base: number): string => {
+    const text = 'user_id,amount\n' + Array.from({ length: 60_000 }, () => `${base + rnd.int(1000)},${rnd.int(1000)}`).join('\n') + '\n';
+    const f = path.join(tmp, name);
+    fs.writeFileSync(f, zlib.gzipSync(text));
+    return f;
+  };
+  const files = [gzOf('a.csv.gz', 100_000), gzOf('b.csv.gz', 700_000)];
+  const task = (f: string) => {
+    const s = readSchema(f, {});
+    return { ...scanTaskOf(f, s, { fileIndex: 0, rangeIndex: 0, start: s.dataStart, end: s.dataStart + 32768, atRecordStart: true }, 8, 0), chunkSize: 128 * 1024 };
+  };
+  const one = [await sampleRange(task(files[0])), await sampleRange(task(files[1]))];
+  assert.is(ScanTable.spareBytes(), kept, 'the spare table is still there, whole');
+  assert.ok(new ScanTable(0, 4096).reused, 'and the next scan table takes it');
+  // two samples at once (two jobs of one process on the coordinator): each sees its own file
+  const both = await Promise.all(files.map((f) => sampleRange(task(f))));
+  for (let i = 0; i < 2; i++) {
+    assert.is(both[i].rows, one[i].rows, `file ${i}: rows`);
+    assert.equal([...both[i].keys].sort(), [...one[i].keys].sort(), `file ${i}: keys`);
+    assert.ok(both[i].keys.every((k) => k >= [100_000, 700_000][i] && k < [101_000, 701_000][i]), `file ${i}: keys of its own file`);
+  }
 });
 
 test('sampling a gzip input closes the file (a sample stops after 64 KiB of it)', async () => {
