@@ -22,7 +22,7 @@ import { csvField, shardHeader, sortedIds } from './shard.js';
 import { POW10, addExact, addLimbs, formatScaled, limbsToBig } from './util/exact.js';
 import { formatDate } from './util/bytes.js';
 import { heldShared, releaseShared } from './util/gc.js';
-import { ScanTable, densePartitions } from './scan-table.js';
+import { ScanTable, densePartitions, digitCount } from './scan-table.js';
 import { SegflowError } from './errors.js';
 
 // the shard format lives in shard.ts; these names stay importable from here
@@ -227,12 +227,6 @@ class ChunkWriter {
 
 const TWO53 = 2 ** 53;
 
-/** Decimal digits of a non-negative integer below 2^53 (comparisons, no divisions). */
-function digitCount(v: number): number {
-  let n = 1;
-  while (n < 16 && v >= POW10[n]) n++;
-  return n;
-}
 
 /** Write a non-negative integer below 2^53 at buf[p]; returns the position after it. */
 function putUint(buf: Buffer, p: number, v: number): number {
@@ -849,7 +843,8 @@ export function subPartitionsFor(inputBytes: number, memory: number | undefined)
 export function mergePartition(task: MergeTask): MergeOutput {
   heldShared(); // this task's sections outlive many minor GCs: the worker's next task collects fully
   const denseSegs = task.dense ?? [];
-  const parts = denseSegs.length > 0 ? densePartsOf(denseSegs[0], task.partitions) : undefined;
+  const range = denseSegs.length > 0 ? denseRange(denseSegs) : undefined;
+  const parts = range ? densePartsOf(denseSegs[0], task.partitions, range) : undefined;
   // dense keys alone (the usual case with a dense window): no table at all
   const denseOnly = parts !== undefined && task.segments.every(isEmptySegment);
   // else the partition's dense keys become sections like any other
@@ -883,7 +878,7 @@ export function mergePartition(task: MergeTask): MergeOutput {
     const one = (): ShardRows => {
       const outs: (ChunkWriter | undefined)[] = new Array(task.partitions).fill(undefined);
       outs[task.partition] = out;
-      return mergeDense(denseSegs, parts!, { from: 0, to: denseSegs[0].span }, outs, task.flags, task.scale, task.qscale, task.dateHasTime)[task.partition];
+      return mergeDense(denseSegs, parts!, range!, outs, task.flags, task.scale, task.qscale, task.dateHasTime)[task.partition];
     };
     const fast = denseOnly
       ? one()

@@ -11,7 +11,7 @@
  *   Uint8[keyBytes] key bytes
  */
 import { KeyTable, layout, partitionOf } from './table.js';
-import { digitCount, hashOfInteger, putDigits, type ScanTable, type SectionWriter } from './scan-table.js';
+import { digitCount, putDenseRow, type ScanTable, type SectionWriter } from './scan-table.js';
 import { SegflowError } from './errors.js';
 
 const MAGIC = 0x31504753; // "SGP1"
@@ -101,29 +101,19 @@ export function returnDense(seg: DenseSegment): void {
 
 /**
  * The keys of partition p of a dense segment as an ordinary section (for merges that must combine
- * them with section rows of the same keys). `parts` is densePartitions() of its window.
+ * them with section rows of the same keys). `parts` is densePartitions() of its window (rows
+ * [seg.from, seg.to) at least: the others are all zero).
  */
 export function denseSection(seg: DenseSegment, p: number, parts: Uint16Array, flags: number): Section {
   const rows = new Float64Array(seg.buf);
   const dw = seg.width;
   let n = 0;
-  for (let i = 0; i < seg.span; i++) if (parts[i] === p && rows[i * dw] !== 0) n++;
+  for (let i = seg.from; i < seg.to; i++) if (parts[i] === p && rows[i * dw] !== 0) n++;
   const digits = digitCount(seg.base);
-  // a section row is a slot row: the key, then the dense row's fields (a lean row has no high
-  // limb, which stays 0 in the section's fresh memory)
+  // a section row is a slot row: the key, then the dense row's fields
   const w = layout(flags).width;
   const v = allocSection(n, n * digits, flags, seg.scale, seg.qscale, w);
-  for (let i = 0; i < seg.span; i++) {
-    if (parts[i] !== p || rows[i * dw] === 0) continue;
-    const j = v.i++;
-    const num = seg.base + i;
-    v.h[j] = hashOfInteger(num);
-    v.a[j * w] = num;
-    for (let k = 0; k < dw; k++) v.a[j * w + 1 + k] = rows[i * dw + k];
-    putDigits(v.b, v.kb, num, digits);
-    v.kb += digits;
-    v.k[j] = v.kb;
-  }
+  for (let i = seg.from; i < seg.to; i++) if (parts[i] === p && rows[i * dw] !== 0) putDenseRow(v, seg.base + i, digits, rows, i * dw - 1, dw, w);
   return decodeSection(v.buf);
 }
 

@@ -975,21 +975,24 @@ export class ScanTable {
       }
     }
     if (!dense) return;
-    for (let i = 0, rb = -1; i < win.span; i++, rb += dw) {
-      if (dense[rb + COUNT] === 0) continue;
-      const num = win.base + i;
-      const v = writers[dparts![i]];
-      const j = v.i++;
-      v.h[j] = hashOfInteger(num);
-      const a = v.a;
-      a[j * w + NUM] = num;
-      // (a lean row has no high limb: it stays 0 in the section's fresh memory)
-      for (let k = 1, d = j * w; k <= dw; k++) a[d + k] = dense[rb + k];
-      putDigits(v.b, v.kb, num, digits);
-      v.kb += digits;
-      v.k[j] = v.kb;
-    }
+    for (let i = 0, rb = -1; i < win.span; i++, rb += dw) if (dense[rb + COUNT] !== 0) putDenseRow(writers[dparts![i]], win.base + i, digits, dense, rb, dw, w);
   }
+}
+
+/**
+ * Write the dense row of key `num` (`digits` digits; its `dw` fields at rows[rb + 1 ...], see
+ * ScanTable.dense) as the next row of section writer v, whose rows are `w` wide. A lean row has no
+ * high limb: it stays 0 in the section's fresh memory.
+ */
+export function putDenseRow(v: SectionWriter, num: number, digits: number, rows: Float64Array, rb: number, dw: number, w: number): void {
+  const j = v.i++;
+  v.h[j] = hashOfInteger(num);
+  const d = j * w;
+  v.a[d + NUM] = num;
+  for (let k = 1; k <= dw; k++) v.a[d + k] = rows[rb + k];
+  putDigits(v.b, v.kb, num, digits);
+  v.kb += digits;
+  v.k[j] = v.kb;
 }
 
 /**

@@ -353,19 +353,24 @@ export function flushHeld(task: FlushTask): ScanOutput[] {
   return outs;
 }
 
-/** Scan a small range only to see its keys (no faults, nothing kept: the plan's sample). */
-/** The sample's table, kept for the next piece: staged rows per part (its stage is small). */
+/** The sample's table, kept for the next piece, and its staged rows per part (a small stage). */
 let sampleTable: ScanTable | undefined;
 const SAMPLE_STAGE_ROWS = 64;
 
+/**
+ * Scan a small range only to see its keys (the plan's sample: no faults injected, and the
+ * thread's spare scan table left to the scans). A gzip sample awaits between chunks, so it reads
+ * through a buffer of its own, not the thread's shared one: two jobs may sample at once.
+ */
 export async function sampleRange(task: ScanTask): Promise<KeySample> {
   const flags = taskFlags(task);
   const table = sampleTable?.flags === flags ? sampleTable : new ScanTable(flags, 4096, undefined, SAMPLE_STAGE_ROWS);
   sampleTable = undefined;
   const scanner = new RangeScanner(task, table);
+  const chunk = task.chunkSize ?? 1 << 20;
   try {
-    if (task.compressed) await readCompressed(task, scanner, task.chunkSize ?? 1 << 20, Buffer.allocUnsafe(task.chunkSize ?? 1 << 20));
-    else readPlain(task, scanner, task.chunkSize ?? 1 << 20);
+    if (task.compressed) await readCompressed(task, scanner, chunk, Buffer.allocUnsafe(chunk));
+    else readPlain(task, scanner, chunk);
     const st = table.keyStats(4096);
     const bytes = Math.max(0, scanner.endOffset - scanner.firstRecord);
     return { rows: scanner.rows + scanner.rejected, bytes, ...st };
