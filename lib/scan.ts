@@ -1089,30 +1089,8 @@ class RangeScanner {
     while (ke > ks && (src[ke - 1] === SP || src[ke - 1] === TAB)) ke--;
     if (ks === ke) return this.reject(buf, p, ce, base, `missing user id (${names[0]})`);
     // its value when it is a plain integer (the hash comes later, when the key needs one)
-    let num = 0;
-    if (ke - ks <= 9) {
-      // up to nine digits: int32 arithmetic (a float multiply-add per digit is a longer chain)
-      let x = 0;
-      for (let i = ks; i < ke; i++) {
-        const d = src[i] - 48;
-        if (d >>> 0 > 9) {
-          x = -1;
-          break;
-        }
-        x = (x * 10 + d) | 0;
-      }
-      num = x;
-    } else {
-      for (let i = ks; i < ke; i++) {
-        const c = src[i];
-        if (c >= 48 && c <= 57) num = num * 10 + (c - 48);
-        else {
-          num = -1;
-          break;
-        }
-      }
-    }
-    if (ke - ks > 15 || (src[ks] === 48 && ke - ks > 1)) num = -1;
+    let num = ke - ks <= 15 ? plainDigits(src, ks, ke) : -1;
+    if (src[ks] === 48 && ke - ks > 1) num = -1;
     const out = this.out;
     // the amount: plain digits (the usual case) inline, anything else through parseDecimal
     const as = fs[1];
@@ -1121,23 +1099,9 @@ class RangeScanner {
     let dp = 0;
     let st = OK;
     let plain = as >= 0 && ae > as && ae - as <= 15;
-    if (plain && ae - as <= 9) {
-      let x = 0;
-      for (let i = as; i < ae; i++) {
-        const d = src[i] - 48;
-        if (d >>> 0 > 9) {
-          plain = false;
-          break;
-        }
-        x = (x * 10 + d) | 0;
-      }
-      m = x;
-    } else {
-      for (let i = as; plain && i < ae; i++) {
-        const c = src[i];
-        if (c >= 48 && c <= 57) m = m * 10 + (c - 48);
-        else plain = false;
-      }
+    if (plain) {
+      m = plainDigits(src, as, ae);
+      plain = m >= 0;
     }
     if (!plain) {
       st = as < 0 ? EMPTY : parseDecimal(src, as, ae, out, this.decimalComma);
@@ -1257,6 +1221,29 @@ class RangeScanner {
   }
 }
 
+
+/**
+ * The value of src[s, e) (at most 15 bytes) when they are all digits, else -1. Up to nine digits
+ * in int32 arithmetic (a float multiply-add per digit is a longer dependency chain).
+ */
+function plainDigits(src: Uint8Array, s: number, e: number): number {
+  if (e - s <= 9) {
+    let x = 0;
+    for (let i = s; i < e; i++) {
+      const d = src[i] - 48;
+      if (d >>> 0 > 9) return -1;
+      x = (x * 10 + d) | 0;
+    }
+    return x;
+  }
+  let v = 0;
+  for (let i = s; i < e; i++) {
+    const d = src[i] - 48;
+    if (d >>> 0 > 9) return -1;
+    v = v * 10 + d;
+  }
+  return v;
+}
 
 function quoteText(src: Uint8Array, s: number, e: number): string {
   const t = Buffer.from(src.buffer, src.byteOffset, src.length).toString('utf8', s, Math.min(e, s + 40)).trim();
