@@ -290,19 +290,19 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
     const scale = Math.max(0, ...partials.map((o) => o.scale));
     const qscale = Math.max(0, ...partials.map((o) => o.qscale));
     const dateHasTime = outs.some((o) => o.dateHasTime);
-    const shardFiles: string[] = [];
-    for (let p = 0; p < shards; p++) shardFiles.push(shardName('users', p, shards));
+    const shardIndexes = Array.from({ length: shards }, (_, p) => p);
+    const shardFiles = shardIndexes.map((p) => shardName('users', p, shards));
     const merged: MergeOutput[] = new Array(shards);
     let mergedCount = 0;
     const dense = partials.flatMap((o) => (o.dense ? [o.dense] : []));
     // every key in dense rows (no section holds one): one sweep of the window per worker writes a
     // group of shards, instead of one pass per shard over rows spread across the whole window
-    const denseOnly = dense.length > 0 && partials.every((o) => Array.from({ length: shards }, (_, p) => isEmptySegment(spill.ref(o, p))).every(Boolean));
+    const denseOnly = dense.length > 0 && partials.every((o) => shardIndexes.every((p) => isEmptySegment(spill.ref(o, p))));
     const groups = denseOnly ? Math.min(pool.workers, shards) : 0;
     await runAll(
       Array.from({ length: groups }, (_, g) => g),
       async (g) => {
-        const group = Array.from({ length: shards }, (_, p) => p).filter((p) => p % groups === g);
+        const group = shardIndexes.filter((p) => p % groups === g);
         const task: DenseMergeTask = {
           partitions: shards,
           group,
@@ -323,7 +323,7 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
       job,
     );
     await runAll(
-      Array.from({ length: denseOnly ? 0 : shards }, (_, p) => p),
+      denseOnly ? [] : shardIndexes,
       async (p) => {
         const task: MergeTask = {
           partition: p,
