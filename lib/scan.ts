@@ -18,6 +18,7 @@ import { encodeScanTable, type DenseSegment } from './partial.js';
 import { EMPTY, INVALID, OK, TOO_PRECISE, parseDate, parseDecimal, type ParseOut } from './util/bytes.js';
 import { MAX_SCALE } from './util/exact.js';
 import { SegflowError } from './errors.js';
+import { KERNEL_MAX_FIELDS, RECORD, lineKernel, type LineKernel } from './kernel/lines.js';
 
 /** The delimiter value that means "runs of blanks" (whitespace-separated text). */
 export const WHITESPACE = -1;
@@ -517,6 +518,8 @@ class RangeScanner {
   private readonly hasDate: boolean;
   private readonly maxRecord: number;
   private readonly jsonKeys: Uint8Array[];
+  /** The SIMD line kernel, when there is one and the fields fit it (else plainLine alone). */
+  private readonly kernel: LineKernel | null;
   /** Unquoted field bytes for the slow paths (quoted CSV, escaped JSON). */
   private scratch = new Uint8Array(1 << 16);
 
@@ -574,6 +577,8 @@ class RangeScanner {
     for (let j = this.nf - 1; j >= 0; j--) this.nextBoundary[j] = this.want[j] >= 0 || this.want[j + 1] >= 0 ? j : this.nextBoundary[j + 1];
     this.delimWord = task.delimiter >= 0 ? Math.imul(task.delimiter & 0xff, 0x01010101) : 0;
     this.jsonKeys = (task.keys ?? ['', '', '', '']).map((k) => Buffer.from(k, 'utf8'));
+    const csv = task.format === 'csv' && task.delimiter >= 0;
+    this.kernel = csv && this.nf <= KERNEL_MAX_FIELDS ? lineKernel() : null;
   }
 
   /**
@@ -617,6 +622,14 @@ class RangeScanner {
         if (quoteAt < p) {
           quoteAt = buf.indexOf(QUOTE, p);
           if (quoteAt === -1 || quoteAt > to) quoteAt = to;
+        }
+        if (this.kernel !== null) {
+          // the lines before the quote, by the kernel; the line it could not take goes on below
+          const after = this.kernelLines(buf, p, quoteAt, base);
+          if (after !== p) {
+            p = after;
+            continue;
+          }
         }
         const next = this.plainLine(buf, p, quoteAt, base);
         if (next >= 0) {
@@ -759,6 +772,61 @@ class RangeScanner {
     if (f !== this.task.fieldCount) this.reject(buf, p, ce, base, `expected ${this.task.fieldCount} fields, found ${f}`);
     else this.row(buf, buf, p, ce, base);
     return i + 1;
+  }
+
+  /**
+   * The complete lines of buf[p, lim) that start in the range, through the line kernel: returns
+   * where the first line it did not take starts (p when it took none: the line holds a quote, runs
+   * past lim, is longer than the kernel's area, or starts past the range).
+   */
+  private kernelLines(buf: Buffer, p: number, lim: number, base: number): number {
+    const k = this.kernel!;
+    const nf = this.nf;
+    k.configure(this, this.want, this.nextBoundary, nf);
+    const stop = this.end - base;
+    const out = k.out;
+    const want = this.want;
+    const fs = this.fs;
+    const fe = this.fe;
+    const fieldCount = this.task.fieldCount;
+    let pos = p;
+    while (pos < lim) {
+      const n = k.lines(buf, pos, lim, stop, this.delim, nf);
+      for (let r = 0, o = 0; r < n; r++, o += RECORD) {
+        // as plainLine does with the line it finds
+        const s = out[o];
+        const nl = out[o + 1];
+        let ce = nl;
+        if (ce > s && buf[ce - 1] === CR) ce--;
+        const line = this.newlines++;
+        if (ce === s) {
+          this.emptyLines++;
+          continue;
+        }
+        this.recordLine = line;
+        const f = out[o + 2];
+        if (f !== fieldCount) {
+          this.reject(buf, s, ce, base, `expected ${fieldCount} fields, found ${f}`);
+          continue;
+        }
+        fs[0] = out[o + 4];
+        fs[1] = out[o + 5];
+        fs[2] = out[o + 6];
+        fs[3] = out[o + 7];
+        fe[0] = out[o + 8];
+        fe[1] = out[o + 9];
+        fe[2] = out[o + 10];
+        fe[3] = out[o + 11];
+        if (f - 1 < nf) {
+          const e = want[f - 1];
+          if (e >= 0) fe[e] = ce;
+        }
+        this.row(buf, buf, s, ce, base);
+      }
+      if (k.next === pos) break;
+      pos = k.next;
+    }
+    return pos;
   }
 
   /** Delimiter number f of a line, at pos: it ends field f and starts field f + 1 (when wanted). */

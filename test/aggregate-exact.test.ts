@@ -108,8 +108,9 @@ test('random files: pool output equals the reference for random range sizes and 
 });
 
 test('quote-free lines with any one-byte delimiter, field layout and alignment equal the reference', async () => {
-  // the plain-line pass reads four bytes at a time: fields of every length from 0 to 13 bytes put
-  // delimiters, newlines and the wanted fields at every position within a word
+  // the line kernel reads sixteen bytes at a time, the JavaScript loop four: fields of every
+  // length from 0 to 13 bytes put delimiters, newlines and the wanted fields at every position
+  // within a block
   const rnd = new Random(20261129);
   const delims = [',', ';', '\t', '|'];
   for (let i = 0; i < 16; i++) {
@@ -143,22 +144,29 @@ test('quote-free lines with any one-byte delimiter, field layout and alignment e
     fs.writeFileSync(file, text);
     const ref = referenceAggregate(file, 'user', 'amount', undefined, delim);
     const rangeSize = [5, 64, 997, 1 << 20][rnd.int(4)];
-    const out = path.join(tmp, `plain-out-${i}`);
-    const delimiter = delim === '\t' ? 'tab' : delim;
-    const s = await aggregate({ input: file, out, pool: pool2, rangeSize, force: true, userCol: 'user', amountCol: 'amount', delimiter });
-    const ctx = `file ${i} (${JSON.stringify(delim)}, ${nf} fields, user ${ui}, amount ${ai}, range ${rangeSize})`;
-    assert.is(s.rows.counted, ref.rows, `${ctx}: rows counted`);
-    assert.is(s.rows.rejected, ref.rejected, `${ctx}: rows rejected`);
-    const got = readShards(out);
-    assert.is(got.users.size, ref.users.size, `${ctx}: users`);
-    for (const [k, u] of ref.users) {
-      const g = got.users.get(k);
-      assert.ok(g, `${ctx}: user ${k} missing`);
-      assert.is(g!.purchases, u.purchases, `${ctx}: purchases of ${k}`);
-      assert.is(g!.total, fmt(u.total, ref.scale), `${ctx}: total of ${k}`);
+    // each file twice: lines found by the SIMD line kernel (lib/kernel/lines.wat), and by the
+    // JavaScript loop alone (SEGFLOW_KERNEL=js)
+    for (const kernel of ['simd', 'js']) {
+      if (kernel === 'js') process.env.SEGFLOW_KERNEL = 'js';
+      const out = path.join(tmp, `plain-out-${i}-${kernel}`);
+      const delimiter = delim === '\t' ? 'tab' : delim;
+      const s = await aggregate({ input: file, out, pool: pool2, rangeSize, force: true, userCol: 'user', amountCol: 'amount', delimiter }).finally(() => {
+        delete process.env.SEGFLOW_KERNEL;
+      });
+      const ctx = `file ${i} (${JSON.stringify(delim)}, ${nf} fields, user ${ui}, amount ${ai}, range ${rangeSize}, ${kernel})`;
+      assert.is(s.rows.counted, ref.rows, `${ctx}: rows counted`);
+      assert.is(s.rows.rejected, ref.rejected, `${ctx}: rows rejected`);
+      const got = readShards(out);
+      assert.is(got.users.size, ref.users.size, `${ctx}: users`);
+      for (const [k, u] of ref.users) {
+        const g = got.users.get(k);
+        assert.ok(g, `${ctx}: user ${k} missing`);
+        assert.is(g!.purchases, u.purchases, `${ctx}: purchases of ${k}`);
+        assert.is(g!.total, fmt(u.total, ref.scale), `${ctx}: total of ${k}`);
+      }
+      const rejects = fs.readFileSync(path.join(out, 'rejects.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+      assert.equal(rejects.map((r) => r.line), ref.rejectLines, `${ctx}: reject line numbers`);
     }
-    const rejects = fs.readFileSync(path.join(out, 'rejects.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
-    assert.equal(rejects.map((r) => r.line), ref.rejectLines, `${ctx}: reject line numbers`);
   }
 });
 

@@ -1,0 +1,112 @@
+;; The scan's line kernel (WebAssembly with 128-bit SIMD), assembled by `npm run build`
+;; (lib/kernel/assemble.ts) into dist/lib/kernel/lines.wasm; lib/kernel/lines.ts drives it.
+;;
+;; `scan` walks the bytes [p, to) of its linear memory sixteen at a time: in each block, the bytes
+;; equal to the delimiter and to a newline become two 16-bit masks (i8x16.eq, i8x16.bitmask). A
+;; block adds its delimiter count (popcnt) to the line's field number; only a block where a wanted
+;; field starts or ends (NB, below) is looked at bit by bit. For each complete line (its newline
+;; before `to`) it writes one 48-byte record at `out`:
+;;   +0 start   +4 newline   +8 fields (delimiters + 1)   +16 start of each wanted field (4 x i32,
+;;   by slot)   +32 end of each wanted field (4 x i32, by slot)
+;; as positions plus `bias` (the caller's buffer coordinates). The end of a line's last field is
+;; the caller's to set (it trims a CR). It stops after `max` records, at the first line that starts
+;; at or past `stop`, or at the first line with no newline before `to`, and leaves that line's
+;; start (plus nothing: memory coordinates) in the global `rest`.
+;;
+;; Memory (bytes): 256 FS (4 x i32) and 272 FE (4 x i32), the current line's wanted fields;
+;; 1024 WANT (i32 per field index f: the slot field f fills, or -1; fields 0..nf);
+;; 20480 NB (i32 per f < nf: the first delimiter index >= f that ends or starts a wanted field);
+;; the caller's input and output areas from 65536 (lines.ts).
+(module
+  (memory (export "memory") 48)
+  (global $rest (export "rest") (mut i32) (i32.const 0))
+  (func (export "scan")
+    (param $p i32) (param $to i32) (param $out i32) (param $max i32) (param $bias i32)
+    (param $stop i32) (param $delim i32) (param $nf i32) (result i32)
+    (local $i i32) (local $dm i32) (local $nm i32) (local $valid i32) (local $t i32) (local $m i32)
+    (local $pc i32) (local $f i32) (local $s i32) (local $pos i32) (local $start i32) (local $n i32)
+    (local $want0 i32) (local $v v128) (local $D v128) (local $N v128)
+    (local.set $D (i8x16.splat (local.get $delim)))
+    (local.set $N (i8x16.splat (i32.const 10)))
+    (local.set $start (local.get $p))
+    (global.set $rest (local.get $p))
+    (if (i32.ge_s (local.get $p) (local.get $stop)) (then (return (i32.const 0))))
+    (local.set $want0 (i32.load offset=1024 (i32.const 0)))
+    (if (i32.ge_s (local.get $want0) (i32.const 0))
+      (then (i32.store offset=256 (i32.shl (local.get $want0) (i32.const 2)) (i32.add (local.get $start) (local.get $bias)))))
+    (local.set $i (i32.and (local.get $p) (i32.const -16)))
+    (block $done
+      (loop $blocks
+        (br_if $done (i32.ge_u (local.get $i) (local.get $to)))
+        (local.set $v (v128.load (local.get $i)))
+        (local.set $dm (i8x16.bitmask (i8x16.eq (local.get $v) (local.get $D))))
+        (local.set $nm (i8x16.bitmask (i8x16.eq (local.get $v) (local.get $N))))
+        ;; only the bytes of [p, to) count
+        (if (i32.lt_u (local.get $i) (local.get $p))
+          (then
+            (local.set $valid (i32.shl (i32.const -1) (i32.sub (local.get $p) (local.get $i))))
+            (local.set $dm (i32.and (local.get $dm) (local.get $valid)))
+            (local.set $nm (i32.and (local.get $nm) (local.get $valid)))))
+        (if (i32.gt_u (i32.add (local.get $i) (i32.const 16)) (local.get $to))
+          (then
+            (local.set $valid (i32.sub (i32.shl (i32.const 1) (i32.sub (local.get $to) (local.get $i))) (i32.const 1)))
+            (local.set $dm (i32.and (local.get $dm) (local.get $valid)))
+            (local.set $nm (i32.and (local.get $nm) (local.get $valid)))))
+        ;; each segment of the block: its delimiters up to the next newline (or the block's end)
+        (loop $segments
+          (local.set $m (local.get $dm))
+          (if (local.get $nm)
+            (then
+              (local.set $t (i32.ctz (local.get $nm)))
+              (local.set $m (i32.and (local.get $dm) (i32.sub (i32.shl (i32.const 1) (local.get $t)) (i32.const 1))))))
+          (if (local.get $m)
+            (then
+              (local.set $pc (i32.popcnt (local.get $m)))
+              (if (i32.and
+                    (i32.lt_s (local.get $f) (local.get $nf))
+                    (i32.gt_s (i32.add (local.get $f) (local.get $pc)) (i32.load offset=20480 (i32.shl (local.get $f) (i32.const 2)))))
+                (then
+                  ;; a wanted field starts or ends here: each delimiter in turn
+                  (block $bitsDone
+                    (loop $bits
+                      (br_if $bitsDone (i32.eqz (local.get $m)))
+                      (if (i32.lt_s (local.get $f) (local.get $nf))
+                        (then
+                          (local.set $pos (i32.add (i32.add (local.get $i) (i32.ctz (local.get $m))) (local.get $bias)))
+                          (local.set $s (i32.load offset=1024 (i32.shl (local.get $f) (i32.const 2))))
+                          (if (i32.ge_s (local.get $s) (i32.const 0))
+                            (then (i32.store offset=272 (i32.shl (local.get $s) (i32.const 2)) (local.get $pos))))
+                          (local.set $s (i32.load offset=1028 (i32.shl (local.get $f) (i32.const 2))))
+                          (if (i32.ge_s (local.get $s) (i32.const 0))
+                            (then (i32.store offset=256 (i32.shl (local.get $s) (i32.const 2)) (i32.add (local.get $pos) (i32.const 1)))))))
+                      (local.set $f (i32.add (local.get $f) (i32.const 1)))
+                      (local.set $m (i32.and (local.get $m) (i32.sub (local.get $m) (i32.const 1))))
+                      (br $bits))))
+                (else (local.set $f (i32.add (local.get $f) (local.get $pc)))))))
+          (if (local.get $nm)
+            (then
+              ;; a line ends at i + t: its record
+              (i32.store offset=0 (local.get $out) (i32.add (local.get $start) (local.get $bias)))
+              (i32.store offset=4 (local.get $out) (i32.add (i32.add (local.get $i) (local.get $t)) (local.get $bias)))
+              (i32.store offset=8 (local.get $out) (i32.add (local.get $f) (i32.const 1)))
+              (v128.store offset=16 (local.get $out) (v128.load offset=256 (i32.const 0)))
+              (v128.store offset=32 (local.get $out) (v128.load offset=272 (i32.const 0)))
+              (local.set $out (i32.add (local.get $out) (i32.const 48)))
+              (local.set $n (i32.add (local.get $n) (i32.const 1)))
+              (local.set $start (i32.add (i32.add (local.get $i) (local.get $t)) (i32.const 1)))
+              (local.set $f (i32.const 0))
+              (if (i32.ge_s (local.get $want0) (i32.const 0))
+                (then (i32.store offset=256 (i32.shl (local.get $want0) (i32.const 2)) (i32.add (local.get $start) (local.get $bias)))))
+              (if (i32.or (i32.ge_u (local.get $n) (local.get $max)) (i32.ge_s (local.get $start) (local.get $stop)))
+                (then
+                  (global.set $rest (local.get $start))
+                  (return (local.get $n))))
+              ;; the delimiters and newlines after this one
+              (local.set $dm (i32.and (local.get $dm) (i32.xor (i32.sub (i32.shl (i32.const 2) (local.get $t)) (i32.const 1)) (i32.const -1))))
+              (local.set $nm (i32.and (local.get $nm) (i32.sub (local.get $nm) (i32.const 1))))
+              (br $segments))))
+        (local.set $i (i32.add (local.get $i) (i32.const 16)))
+        (br $blocks)))
+    (global.set $rest (local.get $start))
+    (local.get $n))
+)
