@@ -578,7 +578,7 @@ class RangeScanner {
     this.delimWord = task.delimiter >= 0 ? Math.imul(task.delimiter & 0xff, 0x01010101) : 0;
     this.jsonKeys = (task.keys ?? ['', '', '', '']).map((k) => Buffer.from(k, 'utf8'));
     const csv = task.format === 'csv' && task.delimiter >= 0;
-    this.kernel = csv && this.nf <= KERNEL_MAX_FIELDS ? lineKernel() : null;
+    this.kernel = csv && task.user >= 0 && task.amount >= 0 && this.nf <= KERNEL_MAX_FIELDS ? lineKernel() : null;
   }
 
   /**
@@ -785,19 +785,23 @@ class RangeScanner {
     k.configure(this, this.want, this.nextBoundary, nf);
     const stop = this.end - base;
     const out = k.out;
-    const want = this.want;
+    const values = k.values;
     const fs = this.fs;
     const fe = this.fe;
     const fieldCount = this.task.fieldCount;
+    const table = this.table;
+    // a row whose key and amount the kernel read as plain digits, of a key in the dense window,
+    // needs nothing more (as row() would do with it)
+    const direct = !this.hasQty && !this.hasDate;
+    const dBase = table.dBase;
+    const dEnd = table.dEnd;
     let pos = p;
     while (pos < lim) {
-      const n = k.lines(buf, pos, lim, stop, this.delim, nf);
+      const n = k.lines(buf, pos, lim, stop, this.delim, nf, fieldCount);
       for (let r = 0, o = 0; r < n; r++, o += RECORD) {
         // as plainLine does with the line it finds
         const s = out[o];
-        const nl = out[o + 1];
-        let ce = nl;
-        if (ce > s && buf[ce - 1] === CR) ce--;
+        const ce = out[o + 3];
         const line = this.newlines++;
         if (ce === s) {
           this.emptyLines++;
@@ -809,6 +813,15 @@ class RangeScanner {
           this.reject(buf, s, ce, base, `expected ${fieldCount} fields, found ${f}`);
           continue;
         }
+        if (direct) {
+          const num = values[(o >> 1) + 6];
+          const m = values[(o >> 1) + 7];
+          if (num >= dBase && num < dEnd && m >= 0) {
+            table.stageDense(num - dBase, m, 0, 0, 0, 0);
+            this.rows++;
+            continue;
+          }
+        }
         fs[0] = out[o + 4];
         fs[1] = out[o + 5];
         fs[2] = out[o + 6];
@@ -817,10 +830,6 @@ class RangeScanner {
         fe[1] = out[o + 9];
         fe[2] = out[o + 10];
         fe[3] = out[o + 11];
-        if (f - 1 < nf) {
-          const e = want[f - 1];
-          if (e >= 0) fe[e] = ce;
-        }
         this.row(buf, buf, s, ce, base);
       }
       if (k.next === pos) break;

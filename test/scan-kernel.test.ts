@@ -1,8 +1,9 @@
 /**
  * The SIMD line kernel (lib/kernel/lines.wat) against a plain reference: random buffers of lines
- * (any one-byte delimiter, fields of 0 to 20 bytes, CRLF, empty lines, wanted fields anywhere),
- * scanned from any start, up to any limit and range end: the same lines, field counts and field
- * bounds, and the same place to go on from.
+ * (any one-byte delimiter, fields of 0 to 20 bytes, CRLF, empty lines, wanted fields anywhere,
+ * numbers of 1 to 16 digits with and without leading zeros and stray bytes), scanned from any
+ * start, up to any limit and range end: the same lines, field counts, field bounds and values, and
+ * the same place to go on from.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -12,9 +13,18 @@ import { Random } from '../lib/util/random.js';
 interface RefLine {
   start: number;
   nl: number;
+  /** The line's end before a CR. */
+  ce: number;
   fields: number;
-  /** [start, end] of each wanted slot found before the line's last field ends (else undefined). */
+  /** [start, end] of each wanted slot (undefined: not in this line). */
   slots: ([number, number] | undefined)[];
+}
+
+/** The kernel's value of a field: 1 to 15 plain digits (a key: no leading zero), else -1. */
+function plainValue(buf: Buffer, s: number, e: number, key: boolean): number {
+  const t = buf.toString('latin1', s, e);
+  if (!/^[0-9]{1,15}$/.test(t) || (key && t.length > 1 && t[0] === '0')) return -1;
+  return Number(t);
 }
 
 /** The complete lines of buf[p, lim) that start before stop, the plain way. */
@@ -24,15 +34,17 @@ function reference(buf: Buffer, p: number, lim: number, stop: number, delim: num
   while (s < stop) {
     const nl = buf.indexOf(10, s);
     if (nl === -1 || nl >= lim) break;
-    const bounds = [s];
+    const ce = nl > s && buf[nl - 1] === 13 ? nl - 1 : nl;
+    const bounds = [s - 1];
     for (let i = s; i < nl; i++) if (buf[i] === delim) bounds.push(i);
-    const fields = bounds.length;
+    bounds.push(ce);
+    const fields = bounds.length - 1;
     const slots: RefLine['slots'] = [undefined, undefined, undefined, undefined];
-    for (let f = 0; f < fields - 1; f++) {
+    for (let f = 0; f < fields && f < want.length; f++) {
       const slot = want[f];
-      if (slot >= 0) slots[slot] = [f === 0 ? s : bounds[f] + 1, bounds[f + 1]];
+      if (slot >= 0) slots[slot] = [bounds[f] + 1, bounds[f + 1]];
     }
-    lines.push({ start: s, nl, fields, slots });
+    lines.push({ start: s, nl, ce, fields, slots });
     s = nl + 1;
   }
   return { lines, next: s };
@@ -46,7 +58,15 @@ function randomBuffer(rnd: Random, delim: string, lines: number): Buffer {
       continue;
     }
     const n = 1 + rnd.int(14);
-    const cells = Array.from({ length: n }, () => 'abcdefghijklmnopqrst'.slice(0, rnd.int(21)));
+    const cells = Array.from({ length: n }, () => {
+      const t = rnd.next();
+      if (t < 0.5) return 'abcdefghijklmnopqrst'.slice(0, rnd.int(21));
+      // digits: 1 to 16 of them, sometimes a leading zero or a stray byte
+      let d = String(1 + rnd.int(9)) + Array.from({ length: rnd.int(16) }, () => String(rnd.int(10))).join('');
+      if (t < 0.6) d = '0' + d.slice(1);
+      if (t > 0.95) d = d.slice(0, d.length >> 1) + ['.', ':', '/', ' ', '-', 'a'][rnd.int(6)] + d.slice(d.length >> 1);
+      return d;
+    });
     text += cells.join(delim) + (rnd.next() < 0.3 ? '\r\n' : '\n');
   }
   return Buffer.from(text + 'tail without a newline' + delim + 'x');
@@ -64,10 +84,12 @@ test('random lines: the kernel finds the same lines, field counts and wanted fie
     const delim = delims[c % delims.length];
     const d = delim.charCodeAt(0);
     const buf = randomBuffer(rnd, delim, 1 + rnd.int(200));
-    // up to four wanted fields at random indexes below nf
-    const nf = 1 + rnd.int(12);
+    // the key and the amount (slots 0 and 1) and maybe two more, at random indexes below nf
+    const nf = 2 + rnd.int(11);
     const want = new Int32Array(nf + 1).fill(-1);
-    for (let slot = 0; slot < 4; slot++) if (rnd.next() < 0.8) want[rnd.int(nf)] = slot;
+    const order = Array.from({ length: nf }, (_, i) => i).sort(() => rnd.next() - 0.5);
+    for (let slot = 0; slot < Math.min(4, nf); slot++) if (slot < 2 || rnd.next() < 0.5) want[order[slot]] = slot;
+    const fc = Math.max(...Array.from(want).map((slot, f) => (slot >= 0 ? f : 0))) + 1 + rnd.int(3);
     const nb = new Int32Array(nf + 1).fill(nf);
     for (let j = nf - 1; j >= 0; j--) nb[j] = want[j] >= 0 || want[j + 1] >= 0 ? j : nb[j + 1];
     // lines are taken from a line start
@@ -79,8 +101,8 @@ test('random lines: the kernel finds the same lines, field counts and wanted fie
     const owner = {};
     k.configure(owner, want, nb, nf);
     const ref = reference(buf, p, lim, stop, d, Array.from(want));
-    const n = k.lines(buf, p, lim, stop, d, nf);
-    const ctx = `case ${c} (delimiter ${JSON.stringify(delim)}, nf ${nf}, want ${Array.from(want)}, p ${p}, lim ${lim}, stop ${stop})`;
+    const n = k.lines(buf, p, lim, stop, d, nf, fc);
+    const ctx = `case ${c} (delimiter ${JSON.stringify(delim)}, nf ${nf}, want ${Array.from(want)}, fields ${fc}, p ${p}, lim ${lim}, stop ${stop})`;
     assert.is(n, ref.lines.length, `${ctx}: lines`);
     assert.is(k.next, ref.next, `${ctx}: next`);
     for (let r = 0; r < n; r++) {
@@ -89,22 +111,18 @@ test('random lines: the kernel finds the same lines, field counts and wanted fie
       assert.is(k.out[o], e.start, `${ctx}: line ${r} start`);
       assert.is(k.out[o + 1], e.nl, `${ctx}: line ${r} newline`);
       assert.is(k.out[o + 2], e.fields, `${ctx}: line ${r} fields`);
+      assert.is(k.out[o + 3], e.ce, `${ctx}: line ${r} end`);
+      if (e.fields !== fc) continue;
       for (let slot = 0; slot < 4; slot++) {
         const b = e.slots[slot];
         if (b === undefined) continue;
         assert.is(k.out[o + 4 + slot], b[0], `${ctx}: line ${r} slot ${slot} start`);
         assert.is(k.out[o + 8 + slot], b[1], `${ctx}: line ${r} slot ${slot} end`);
       }
-      // a wanted field that is the line's last starts in the record too (its end is the caller's)
-      const lastSlot = want[e.fields - 1];
-      if (e.fields - 1 < nf && lastSlot >= 0) {
-        const from = e.fields === 1 ? e.start : (() => {
-          let i = e.nl - 1;
-          while (buf[i] !== d) i--;
-          return i + 1;
-        })();
-        assert.is(k.out[o + 4 + lastSlot], from, `${ctx}: line ${r} last field start`);
-      }
+      const key = e.slots[0]!;
+      const amount = e.slots[1]!;
+      assert.is(k.values[o / 2 + 6], plainValue(buf, key[0], key[1], true), `${ctx}: line ${r} key value`);
+      assert.is(k.values[o / 2 + 7], plainValue(buf, amount[0], amount[1], false), `${ctx}: line ${r} amount value`);
     }
   }
 });
@@ -114,13 +132,13 @@ test('the kernel stops when its record area is full and goes on from there', () 
   const lines = KERNEL_MAX_LINES + 1000;
   const buf = Buffer.from('7,1\n'.repeat(lines));
   const want = Int32Array.from([0, 1, -1]);
-  const nb = Int32Array.from([0, 1]);
+  const nb = Int32Array.from([0, 0]);
   k.configure({}, want, nb, 2);
   let pos = 0;
   let total = 0;
   const counts: number[] = [];
   while (pos < buf.length) {
-    const n = k.lines(buf, pos, buf.length, 1e12, 44, 2);
+    const n = k.lines(buf, pos, buf.length, 1e12, 44, 2, 2);
     if (n === 0) break;
     counts.push(n);
     for (let r = 0; r < n; r++) {
@@ -130,6 +148,9 @@ test('the kernel stops when its record area is full and goes on from there', () 
       assert.is(k.out[o + 4], pos + 4 * r);
       assert.is(k.out[o + 8], pos + 4 * r + 1);
       assert.is(k.out[o + 5], pos + 4 * r + 2);
+      assert.is(k.out[o + 9], pos + 4 * r + 3);
+      assert.is(k.values[o / 2 + 6], 7);
+      assert.is(k.values[o / 2 + 7], 1);
     }
     total += n;
     pos = k.next;

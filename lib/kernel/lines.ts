@@ -15,8 +15,11 @@ import fs from 'node:fs';
 export const KERNEL_MAX_FIELDS = 4096;
 /** Records one call writes at most. */
 export const KERNEL_MAX_LINES = 32768;
-/** Int32 values per record: start, newline, fields, -, field starts (4 slots), field ends (4). */
-export const RECORD = 12;
+/**
+ * Int32 values per record: start, newline, fields, end (before a CR), field starts (4 slots),
+ * field ends (4 slots), then two f64: the key's value and the amount's (plain digits, else -1).
+ */
+export const RECORD = 16;
 
 // the memory layout of lines.wat
 const FS_OFF = 256;
@@ -27,11 +30,13 @@ const AREA_OFF = 65536;
 const AREA = 1 << 20;
 const OUT_OFF = AREA_OFF + AREA + 64;
 
-type ScanFn = (p: number, to: number, out: number, max: number, bias: number, stop: number, delim: number, nf: number) => number;
+type ScanFn = (p: number, to: number, out: number, max: number, bias: number, stop: number, delim: number, nf: number, fc: number) => number;
 
 export class LineKernel {
   /** The records of the last call (RECORD values each). */
   readonly out: Int32Array;
+  /** The same memory as f64: record r's key value at r * RECORD / 2 + 6, its amount's at + 7. */
+  readonly values: Float64Array;
   private readonly mem: Buffer;
   private readonly i32: Int32Array;
   private readonly scanFn: ScanFn;
@@ -43,6 +48,7 @@ export class LineKernel {
     this.mem = Buffer.from(memory.buffer);
     this.i32 = new Int32Array(memory.buffer);
     this.out = new Int32Array(memory.buffer, OUT_OFF, KERNEL_MAX_LINES * RECORD);
+    this.values = new Float64Array(memory.buffer, OUT_OFF, (KERNEL_MAX_LINES * RECORD) / 2);
     this.scanFn = instance.exports.scan as ScanFn;
     this.rest = instance.exports.rest as WebAssembly.Global;
   }
@@ -63,14 +69,15 @@ export class LineKernel {
   /**
    * Scan the lines of buf[pos, lim) that start before `stop` (a position in buf), at most one
    * area's bytes: returns the number of records written to `out` (positions in buf) and leaves in
-   * `next` where the first line it did not take starts.
+   * `next` where the first line it did not take starts. `fc`: the fields a line must have (the
+   * values are parsed on those lines only).
    */
-  lines(buf: Buffer, pos: number, lim: number, stop: number, delim: number, nf: number): number {
+  lines(buf: Buffer, pos: number, lim: number, stop: number, delim: number, nf: number, fc: number): number {
     const len = Math.min(lim - pos, AREA);
     buf.copy(this.mem, AREA_OFF, pos, pos + len);
     const bias = pos - AREA_OFF;
     const s = stop - bias;
-    const n = this.scanFn(AREA_OFF, AREA_OFF + len, OUT_OFF, KERNEL_MAX_LINES, bias, s < 0 ? 0 : s > 0x7fffffff ? 0x7fffffff : s, delim, nf);
+    const n = this.scanFn(AREA_OFF, AREA_OFF + len, OUT_OFF, KERNEL_MAX_LINES, bias, s < 0 ? 0 : s > 0x7fffffff ? 0x7fffffff : s, delim, nf, fc);
     this.next = (this.rest.value as number) + bias;
     return n;
   }
