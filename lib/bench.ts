@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Bench } from 'tinybench';
 import { aggregate } from './aggregate.js';
-import { SegflowPool } from './pool.js';
+import { SegflowPool, defaultWorkerCounts } from './pool.js';
 import { SegflowError } from './errors.js';
 import { resolveInputs } from './inputs.js';
 
@@ -53,13 +53,7 @@ export interface BenchResult {
   rows: BenchRow[];
 }
 
-/** Worker counts 1, 2, 4, ... up to `cores` (and `cores` itself). */
-export function defaultWorkerCounts(cores = os.availableParallelism()): number[] {
-  const out: number[] = [];
-  for (let w = 1; w < cores; w *= 2) out.push(w);
-  out.push(cores);
-  return out;
-}
+export { defaultWorkerCounts };
 
 /** Run the worker-count benchmark. */
 export async function benchWorkers(o: BenchOptions): Promise<BenchResult> {

@@ -8,7 +8,6 @@ import { hideBin } from 'yargs/helpers';
 import { SegflowError } from './errors.js';
 import { dropPrestarted } from './pool.js';
 import { aggregate } from './aggregate.js';
-import { generate } from './generate.js';
 import { parseBytes } from './util/units.js';
 import { aggregateOptions, inputOptions, runJob } from './commands/common.js';
 import { VERSION } from './version.js';
@@ -75,7 +74,8 @@ export async function main(): Promise<void> {
             if (a.size === undefined && a.rows === undefined) throw new Error('give --size or --rows');
             return true;
           }),
-      (a) => {
+      async (a) => {
+        const { generate } = await import('./generate.js');
         const s = generate({
           out: a.out,
           size: parseBytes(a.size, '--size'),

@@ -59,6 +59,14 @@ export function defaultWorkers(): number {
   return Math.max(1, typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length);
 }
 
+/** Worker counts 1, 2, 4, ... up to `cores` (and `cores` itself): `segflow bench`'s default. */
+export function defaultWorkerCounts(cores = defaultWorkers()): number[] {
+  const out: number[] = [];
+  for (let w = 1; w < cores; w *= 2) out.push(w);
+  out.push(cores);
+  return out;
+}
+
 function envTimeout(): number | undefined {
   const v = Number(process.env.SEGFLOW_TASK_TIMEOUT);
   return v > 0 ? v * 1000 : undefined;

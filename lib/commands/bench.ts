@@ -1,6 +1,6 @@
 /** The `segflow bench` command: throughput for each worker count. */
 import type { Argv } from 'yargs';
-import { benchTable, benchWorkers, defaultWorkerCounts } from '../bench.js';
+import { defaultWorkerCounts } from '../pool.js';
 import { parseBytes } from '../util/units.js';
 
 /** Add the command to the CLI. */
@@ -21,6 +21,8 @@ export function register(cli: Argv): Argv {
       const workers = String(a.workers)
         .split(',')
         .map((s) => Number(s.trim()));
+      // (the engine loads when the command runs: other commands start without it)
+      const { benchTable, benchWorkers } = await import('../bench.js');
       const r = await benchWorkers({
         input: a.input as string[],
         workers,

@@ -1,7 +1,6 @@
 /** The `segflow kmeans` command: cluster any CSV with numeric columns. */
 import type { Argv } from 'yargs';
 import { runJob } from './common.js';
-import { kmeans } from '../kmeans-job.js';
 import { kmeansFitOptions } from './segment.js';
 
 /** Add the command to the CLI. */
@@ -24,8 +23,8 @@ export function register(cli: Argv): Argv {
     async (a) => {
       await runJob(
         a,
-        (signal, reporter) =>
-          kmeans({
+        async (signal, reporter) =>
+          (await import('../kmeans-job.js')).kmeans({
             input: a.input as string[],
             features: a.features as string,
             k: a.k as number,

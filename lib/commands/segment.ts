@@ -1,7 +1,6 @@
 /** The `segflow segment` command: aggregate, cluster, report. */
 import type { Argv } from 'yargs';
 import { aggregateOptions, inputOptions, runJob } from './common.js';
-import { segment } from '../segment.js';
 import type { AggregateSummary } from '../types.js';
 
 /** Options shared with `kmeans`. */
@@ -41,8 +40,9 @@ export function register(cli: Argv): Argv {
     async (a) => {
       await runJob(
         a,
-        (signal, reporter) =>
-          segment({
+        // (the k-means and report modules load when the command runs)
+        async (signal, reporter) =>
+          (await import('../segment.js')).segment({
             ...aggregateOptions(a),
             k: a.k as number,
             seed: a.seed as number,
