@@ -101,7 +101,8 @@ export function generate(o: GenerateOptions): GenerateSummary {
     const tier = x < TIERS[0].rows ? 0 : x < TIERS[0].rows + TIERS[1].rows ? 1 : 2;
     const lo = tier === 0 ? 0 : tier === 1 ? cut1 : Math.min(cut2, users - 1);
     const hi = tier === 0 ? cut1 : tier === 1 ? Math.min(cut2, users) : users;
-    const u = perm[lo + rnd.int(Math.max(1, hi - lo))];
+    // (with fewer users than tiers, a tier may be empty: its rows go to the last user)
+    const u = perm[Math.min(users - 1, lo + rnd.int(Math.max(1, hi - lo)))];
     writeInt(1000001 + u);
     buf[pos++] = 44;
     pos += buf.write('P00', pos, 'latin1');

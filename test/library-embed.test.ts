@@ -108,6 +108,17 @@ test('an already aborted signal rejects at once, and writes nothing', async () =
   assert.not.ok(fs.readdirSync(tmp).some((n) => n.includes('never')));
 });
 
+test('generate writes the rows asked for, also with fewer users than spend tiers', () => {
+  for (const [rows, users] of [[10, undefined], [7, 1], [30, 2]] as const) {
+    const file = path.join(tmp, `few-${rows}.csv`);
+    const s = generate({ out: file, rows, users, seed: 3 });
+    const lines = fs.readFileSync(file, 'utf8').trim().split('\n');
+    assert.is(s.rows, rows);
+    assert.is(lines.length, rows + 1, `${rows} rows and a header`);
+    assert.ok(new Set(lines.slice(1).map((l) => l.split(',')[0])).size <= Math.max(1, users ?? 1));
+  }
+});
+
 test('segment on a kept pool: progress through cluster and report, in order', async () => {
   // `segment` joins the public entry with issue 6; until then this test has nothing to check
   const segment = (segflow as Record<string, unknown>).segment as ((o: object) => Promise<AggregateSummary>) | undefined;
