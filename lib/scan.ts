@@ -790,8 +790,8 @@ class RangeScanner {
     const fe = this.fe;
     const fieldCount = this.task.fieldCount;
     const table = this.table;
-    // a row whose key and amount the kernel read as plain digits, of a key in the dense window,
-    // needs nothing more (as row() would do with it)
+    // a row whose key (plain digits) is in the dense window and whose amount the kernel read
+    // (digits, at most one '.') needs nothing more (as row() would do with it)
     const direct = !this.hasQty && !this.hasDate;
     const dBase = table.dBase;
     const dEnd = table.dEnd;
@@ -817,7 +817,7 @@ class RangeScanner {
           const num = values[(o >> 1) + 6];
           const m = values[(o >> 1) + 7];
           if (num >= dBase && num < dEnd && m >= 0) {
-            table.stageDense(num - dBase, m, 0, 0, 0, 0);
+            table.stageDense(num - dBase, m, out[o + 16], 0, 0, 0);
             this.rows++;
             continue;
           }

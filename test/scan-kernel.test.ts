@@ -1,7 +1,7 @@
 /**
  * The SIMD line kernel (lib/kernel/lines.wat) against a plain reference: random buffers of lines
  * (any one-byte delimiter, fields of 0 to 20 bytes, CRLF, empty lines, wanted fields anywhere,
- * numbers of 1 to 16 digits with and without leading zeros and stray bytes), scanned from any
+ * numbers of 1 to 16 digits with and without leading zeros, decimal points and stray bytes), scanned from any
  * start, up to any limit and range end: the same lines, field counts, field bounds and values, and
  * the same place to go on from.
  */
@@ -9,6 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { KERNEL_MAX_LINES, RECORD, lineKernel } from '../lib/kernel/lines.js';
 import { Random } from '../lib/util/random.js';
+import { OK, parseDecimal } from '../lib/util/bytes.js';
 
 interface RefLine {
   start: number;
@@ -20,11 +21,26 @@ interface RefLine {
   slots: ([number, number] | undefined)[];
 }
 
-/** The kernel's value of a field: 1 to 15 plain digits (a key: no leading zero), else -1. */
-function plainValue(buf: Buffer, s: number, e: number, key: boolean): number {
+/** The kernel's value of a key: 1 to 15 plain digits without a leading zero, else -1. */
+function keyValue(buf: Buffer, s: number, e: number): number {
   const t = buf.toString('latin1', s, e);
-  if (!/^[0-9]{1,15}$/.test(t) || (key && t.length > 1 && t[0] === '0')) return -1;
+  if (!/^[0-9]{1,15}$/.test(t) || (t.length > 1 && t[0] === '0')) return -1;
   return Number(t);
+}
+
+/**
+ * The kernel's value of an amount and its decimal places: digits with at most one '.' between two
+ * of them, 15 digits at most; else -1 (and the places are not read). Checked against the scanner's
+ * own parser (parseDecimal) where there is a value.
+ */
+function amountValue(buf: Buffer, s: number, e: number): [number, number] {
+  const t = buf.toString('latin1', s, e);
+  const m = /^([0-9]+)(?:\.([0-9]+))?$/.exec(t);
+  if (!m || m[1].length + (m[2]?.length ?? 0) > 15) return [-1, 0];
+  const out = { m: 0, dp: 0, date: 0, hasTime: false };
+  assert.is(parseDecimal(buf, s, e, out), OK, t);
+  assert.is(Number(m[1] + (m[2] ?? '')), out.m, t);
+  return [out.m, out.dp];
 }
 
 /** The complete lines of buf[p, lim) that start before stop, the plain way. */
@@ -50,14 +66,15 @@ function reference(buf: Buffer, p: number, lim: number, stop: number, delim: num
   return { lines, next: s };
 }
 
-function randomBuffer(rnd: Random, delim: string, lines: number): Buffer {
+function randomBuffer(rnd: Random, delim: string, lines: number, fields: number): Buffer {
   let text = '';
   for (let l = 0; l < lines; l++) {
     if (rnd.next() < 0.05) {
       text += rnd.next() < 0.5 ? '\n' : '\r\n';
       continue;
     }
-    const n = 1 + rnd.int(14);
+    // most lines with the field count the caller wants (their values are read), the rest any
+    const n = rnd.next() < 0.6 ? fields : 1 + rnd.int(14);
     const cells = Array.from({ length: n }, () => {
       const t = rnd.next();
       if (t < 0.5) return 'abcdefghijklmnopqrst'.slice(0, rnd.int(21));
@@ -65,6 +82,12 @@ function randomBuffer(rnd: Random, delim: string, lines: number): Buffer {
       let d = String(1 + rnd.int(9)) + Array.from({ length: rnd.int(16) }, () => String(rnd.int(10))).join('');
       if (t < 0.6) d = '0' + d.slice(1);
       if (t > 0.95) d = d.slice(0, d.length >> 1) + ['.', ':', '/', ' ', '-', 'a'][rnd.int(6)] + d.slice(d.length >> 1);
+      else if (t > 0.75) {
+        // a decimal: the point anywhere (also first or last), sometimes two of them
+        const at = rnd.int(d.length + 1);
+        d = d.slice(0, at) + '.' + d.slice(at);
+        if (t > 0.93) d += '.5';
+      }
       return d;
     });
     text += cells.join(delim) + (rnd.next() < 0.3 ? '\r\n' : '\n');
@@ -80,10 +103,11 @@ test('random lines: the kernel finds the same lines, field counts and wanted fie
   const k = lineKernel()!;
   const rnd = new Random(20261129);
   const delims = [',', ';', '\t', '|', ' '];
+  let decimals = 0;
+  let integers = 0;
   for (let c = 0; c < 300; c++) {
     const delim = delims[c % delims.length];
     const d = delim.charCodeAt(0);
-    const buf = randomBuffer(rnd, delim, 1 + rnd.int(200));
     // the key and the amount (slots 0 and 1) and maybe two more, at random indexes below nf
     const nf = 2 + rnd.int(11);
     const want = new Int32Array(nf + 1).fill(-1);
@@ -92,6 +116,7 @@ test('random lines: the kernel finds the same lines, field counts and wanted fie
     const fc = Math.max(...Array.from(want).map((slot, f) => (slot >= 0 ? f : 0))) + 1 + rnd.int(3);
     const nb = new Int32Array(nf + 1).fill(nf);
     for (let j = nf - 1; j >= 0; j--) nb[j] = want[j] >= 0 || want[j + 1] >= 0 ? j : nb[j + 1];
+    const buf = randomBuffer(rnd, delim, 1 + rnd.int(200), fc);
     // lines are taken from a line start
     const starts = [0];
     for (let i = 0; i < buf.length; i++) if (buf[i] === 10) starts.push(i + 1);
@@ -121,10 +146,16 @@ test('random lines: the kernel finds the same lines, field counts and wanted fie
       }
       const key = e.slots[0]!;
       const amount = e.slots[1]!;
-      assert.is(k.values[o / 2 + 6], plainValue(buf, key[0], key[1], true), `${ctx}: line ${r} key value`);
-      assert.is(k.values[o / 2 + 7], plainValue(buf, amount[0], amount[1], false), `${ctx}: line ${r} amount value`);
+      assert.is(k.values[o / 2 + 6], keyValue(buf, key[0], key[1]), `${ctx}: line ${r} key value`);
+      const [m, dp] = amountValue(buf, amount[0], amount[1]);
+      assert.is(k.values[o / 2 + 7], m, `${ctx}: line ${r} amount value`);
+      if (m >= 0) assert.is(k.out[o + 16], dp, `${ctx}: line ${r} amount places`);
+      if (m >= 0 && dp > 0) decimals++;
+      else if (m >= 0) integers++;
     }
   }
+  // (the cases above must have reached the values: lines of the right field count)
+  assert.ok(decimals > 100 && integers > 100, `values checked: ${decimals} decimal, ${integers} integer amounts`);
 });
 
 test('the kernel stops when its record area is full and goes on from there', () => {

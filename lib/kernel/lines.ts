@@ -17,9 +17,10 @@ export const KERNEL_MAX_FIELDS = 4096;
 export const KERNEL_MAX_LINES = 32768;
 /**
  * Int32 values per record: start, newline, fields, end (before a CR), field starts (4 slots),
- * field ends (4 slots), then two f64: the key's value and the amount's (plain digits, else -1).
+ * field ends (4 slots), two f64: the key's value and the amount's as a scaled integer (plain
+ * digits, the amount with at most one '.'; else -1), then the amount's decimal places.
  */
-export const RECORD = 16;
+export const RECORD = 18;
 
 // the memory layout of lines.wat
 const FS_OFF = 256;

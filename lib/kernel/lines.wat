@@ -5,11 +5,12 @@
 ;; equal to the delimiter and to a newline become two 16-bit masks (i8x16.eq, i8x16.bitmask). A
 ;; block adds its delimiter count (popcnt) to the line's field number; only a block where a wanted
 ;; field starts or ends (NB, below) is looked at bit by bit. For each complete line (its newline
-;; before `to`) it writes one 64-byte record at `out`:
+;; before `to`) it writes one 72-byte record at `out`:
 ;;   +0 start   +4 newline   +8 fields (delimiters + 1)   +12 end (the newline, or the CR before
 ;;   it)   +16 start of each wanted field (4 x i32, by slot)   +32 end of each wanted field (4 x
-;;   i32, by slot)   +48 the value of slot 0 (the key), +56 of slot 1 (the amount), as f64: the
-;;   field's number when it is 1 to 15 plain digits (and, for the key, no leading zero), else -1
+;;   i32, by slot)   +48 the value of slot 0 (the key) as f64: 1 to 15 plain digits without a
+;;   leading zero, else -1   +56 the value of slot 1 (the amount) as f64, a scaled integer: 1 to
+;;   15 digits with at most one '.' between two of them, else -1   +64 the amount's decimal places
 ;; with positions plus `bias` (the caller's buffer coordinates). The values are read only on a
 ;; line of `fc` fields (on another, a wanted field may be missing). It stops after `max` records,
 ;; at the first line that starts at or past `stop`, or at the first line with no newline before
@@ -42,23 +43,62 @@
     (local.set $v (i64.and (i64.shr_u (i64.mul (local.get $v) (i64.const 6553601)) (i64.const 16)) (i64.const 0x0000FFFF0000FFFF)))
     (i64.shr_u (i64.mul (local.get $v) (i64.const 42949672960001)) (i64.const 32)))
 
-  ;; The value of the field [s, e) when it is 1 to 15 plain digits (with `key`, and no leading
-  ;; zero), else -1.
-  (func $digits (param $s i32) (param $e i32) (param $key i32) (result f64)
+  ;; The value of the 1 to 15 digits [s, e), or -1.
+  (func $uint (param $s i32) (param $e i32) (result i64)
     (local $n i32) (local $lo i64) (local $hi i64)
     (local.set $n (i32.sub (local.get $e) (local.get $s)))
-    (if (i32.gt_u (i32.sub (local.get $n) (i32.const 1)) (i32.const 14)) (then (return (f64.const -1))))
-    (if (i32.and (local.get $key) (i32.and (i32.gt_u (local.get $n) (i32.const 1)) (i32.eq (i32.load8_u (local.get $s)) (i32.const 48))))
-      (then (return (f64.const -1))))
-    (if (i32.le_u (local.get $n) (i32.const 8))
-      (then
-        (local.set $lo (call $eight (local.get $e) (local.get $n)))
-        (if (i64.lt_s (local.get $lo) (i64.const 0)) (then (return (f64.const -1))))
-        (return (f64.convert_i64_u (local.get $lo)))))
+    (if (i32.gt_u (i32.sub (local.get $n) (i32.const 1)) (i32.const 14)) (then (return (i64.const -1))))
+    (if (i32.le_u (local.get $n) (i32.const 8)) (then (return (call $eight (local.get $e) (local.get $n)))))
     (local.set $lo (call $eight (local.get $e) (i32.const 8)))
     (local.set $hi (call $eight (i32.sub (local.get $e) (i32.const 8)) (i32.sub (local.get $n) (i32.const 8))))
-    (if (i64.lt_s (i64.or (local.get $lo) (local.get $hi)) (i64.const 0)) (then (return (f64.const -1))))
-    (f64.convert_i64_u (i64.add (i64.mul (local.get $hi) (i64.const 100000000)) (local.get $lo))))
+    (if (i64.lt_s (i64.or (local.get $lo) (local.get $hi)) (i64.const 0)) (then (return (i64.const -1))))
+    (i64.add (i64.mul (local.get $hi) (i64.const 100000000)) (local.get $lo)))
+
+  ;; The key's value: 1 to 15 plain digits without a leading zero, else -1.
+  (func $key (param $s i32) (param $e i32) (result f64)
+    (local $v i64)
+    (if (i32.and
+          (i32.gt_s (i32.sub (local.get $e) (local.get $s)) (i32.const 1))
+          (i32.eq (i32.load8_u (local.get $s)) (i32.const 48)))
+      (then (return (f64.const -1))))
+    (local.set $v (call $uint (local.get $s) (local.get $e)))
+    (if (i64.lt_s (local.get $v) (i64.const 0)) (then (return (f64.const -1))))
+    (f64.convert_i64_u (local.get $v)))
+
+  ;; The amount's value as a scaled integer, its decimal places in $dp: digits with at most one
+  ;; '.' between two of them (15 digits at most), else -1 (the caller parses it: signs, a decimal
+  ;; comma, exponents, blanks).
+  (global $dp (mut i32) (i32.const 0))
+  (func $amount (param $s i32) (param $e i32) (result f64)
+    (local $n i32) (local $dm i32) (local $d i32) (local $f i32) (local $ip i64) (local $fp i64)
+    (global.set $dp (i32.const 0))
+    (local.set $n (i32.sub (local.get $e) (local.get $s)))
+    (if (i32.gt_u (i32.sub (local.get $n) (i32.const 1)) (i32.const 15)) (then (return (f64.const -1))))
+    ;; the dots among the field's bytes
+    (local.set $dm (i32.and
+      (i8x16.bitmask (i8x16.eq (v128.load (local.get $s)) (i8x16.splat (i32.const 46))))
+      (i32.sub (i32.shl (i32.const 1) (local.get $n)) (i32.const 1))))
+    (if (i32.eqz (local.get $dm))
+      (then
+        (local.set $ip (call $uint (local.get $s) (local.get $e)))
+        (if (i64.lt_s (local.get $ip) (i64.const 0)) (then (return (f64.const -1))))
+        (return (f64.convert_i64_u (local.get $ip)))))
+    (if (i32.and (local.get $dm) (i32.sub (local.get $dm) (i32.const 1))) (then (return (f64.const -1))))
+    (local.set $d (i32.ctz (local.get $dm)))
+    (local.set $f (i32.sub (i32.sub (local.get $n) (local.get $d)) (i32.const 1)))
+    (if (i32.or (i32.eqz (local.get $d)) (i32.eqz (local.get $f))) (then (return (f64.const -1))))
+    (local.set $ip (call $uint (local.get $s) (i32.add (local.get $s) (local.get $d))))
+    (local.set $fp (call $uint (i32.add (i32.add (local.get $s) (local.get $d)) (i32.const 1)) (local.get $e)))
+    (if (i64.lt_s (i64.or (local.get $ip) (local.get $fp)) (i64.const 0)) (then (return (f64.const -1))))
+    (global.set $dp (local.get $f))
+    (block $done
+      (loop $scale
+        (br_if $done (i32.eqz (local.get $f)))
+        (local.set $ip (i64.mul (local.get $ip) (i64.const 10)))
+        (local.set $f (i32.sub (local.get $f) (i32.const 1)))
+        (br $scale)))
+    (f64.convert_i64_u (i64.add (local.get $ip) (local.get $fp))))
+
   (func (export "scan")
     (param $p i32) (param $to i32) (param $out i32) (param $max i32) (param $bias i32)
     (param $stop i32) (param $delim i32) (param $nf i32) (param $fc i32) (result i32)
@@ -144,13 +184,14 @@
               (v128.store offset=32 (local.get $out) (v128.load offset=272 (i32.const 0)))
               (if (i32.eq (i32.add (local.get $f) (i32.const 1)) (local.get $fc))
                 (then
-                  (f64.store offset=48 (local.get $out) (call $digits
+                  (f64.store offset=48 (local.get $out) (call $key
                     (i32.sub (i32.load offset=256 (i32.const 0)) (local.get $bias))
-                    (i32.sub (i32.load offset=272 (i32.const 0)) (local.get $bias)) (i32.const 1)))
-                  (f64.store offset=56 (local.get $out) (call $digits
+                    (i32.sub (i32.load offset=272 (i32.const 0)) (local.get $bias))))
+                  (f64.store offset=56 (local.get $out) (call $amount
                     (i32.sub (i32.load offset=260 (i32.const 0)) (local.get $bias))
-                    (i32.sub (i32.load offset=276 (i32.const 0)) (local.get $bias)) (i32.const 0)))))
-              (local.set $out (i32.add (local.get $out) (i32.const 64)))
+                    (i32.sub (i32.load offset=276 (i32.const 0)) (local.get $bias))))
+                  (i32.store offset=64 (local.get $out) (global.get $dp))))
+              (local.set $out (i32.add (local.get $out) (i32.const 72)))
               (local.set $n (i32.add (local.get $n) (i32.const 1)))
               (local.set $start (i32.add (i32.add (local.get $i) (local.get $t)) (i32.const 1)))
               (local.set $f (i32.const 0))
