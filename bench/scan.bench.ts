@@ -68,6 +68,7 @@ interface Flushed {
   sections: SharedArrayBuffer[];
   keys: number;
   dense?: unknown;
+  scale: number;
 }
 
 /** Scan ranges [from, to) of the file into one held table of `job`. */
@@ -119,7 +120,8 @@ for (let round = 0; round < rounds; round++) {
         segments: halves.map((o) => ({ shared: o.sections[p] })),
         dense: halves.flatMap((o) => (o.dense ? [o.dense] : [])),
         flags: 0,
-        scale: 0,
+        // the job's scale: the most decimal places either half saw
+        scale: Math.max(...halves.map((o) => o.scale)),
         qscale: 0,
         dateHasTime: false,
         outFile: path.join(tmp, `u${p}.csv`),
