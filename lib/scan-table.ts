@@ -647,6 +647,36 @@ export class ScanTable {
     if (f + 1 === this.dStage) this.foldStaged();
   }
 
+  /**
+   * Stage n dense rows of the lean layout at once (the line kernel's direct rows): window row
+   * rows[r], amount m[r] with dp[r] places, at most maxDp of them.
+   */
+  stageDenseRun(rows: Int32Array, m: Float64Array, dp: Int32Array, n: number, maxDp: number): void {
+    const st = this.dstage!;
+    const fill = st.fill;
+    const sHash = st.hash;
+    const sM = st.m;
+    const sDp = st.dp;
+    const shift = this.dShift;
+    const per = this.dStage;
+    if (maxDp > this.stagedDp) this.stagedDp = maxDp;
+    for (let r = 0; r < n; r++) {
+      const idx = rows[r];
+      const slice = idx >>> shift;
+      const f = fill[slice];
+      const i = slice * per + f;
+      sHash[i] = idx;
+      sM[i] = m[r];
+      sDp[i] = dp[r];
+      fill[slice] = f + 1;
+      if (f + 1 === per) {
+        this.foldStaged();
+        // (the rows left may have as many places as the run's most)
+        this.stagedDp = maxDp;
+      }
+    }
+  }
+
   /** Fold every staged row into its part's table (and every staged dense row into its row). */
   private foldStaged(): void {
     if (this.stagedDp > this.scale) this.rescale(this.stagedDp);

@@ -785,42 +785,35 @@ class RangeScanner {
     k.configure(this, this.want, this.nextBoundary, nf);
     const stop = this.end - base;
     const out = k.out;
-    const values = k.values;
     const fs = this.fs;
     const fe = this.fe;
     const fieldCount = this.task.fieldCount;
     const table = this.table;
     // a row whose key (plain digits) is in the dense window and whose amount the kernel read
-    // (digits, at most one '.') needs nothing more (as row() would do with it)
+    // (digits, at most one '.') is a direct row: the kernel hands it over as its window row and
+    // amount, staged in one run (as row() would stage it)
     const direct = !this.hasQty && !this.hasDate;
-    const dBase = table.dBase;
-    const dEnd = table.dEnd;
+    const dBase = direct ? table.dBase : Infinity;
+    const dEnd = direct ? table.dEnd : -Infinity;
     let pos = p;
     while (pos < lim) {
-      const n = k.lines(buf, pos, lim, stop, this.delim, nf, fieldCount);
+      const n = k.lines(buf, pos, lim, stop, this.delim, nf, fieldCount, dBase, dEnd);
+      if (k.direct > 0) {
+        table.stageDenseRun(k.directRow, k.directM, k.directDp, k.direct, k.maxDp);
+        this.rows += k.direct;
+      }
+      const first = this.newlines;
+      this.newlines += k.lineCount;
+      this.emptyLines += k.emptyCount;
       for (let r = 0, o = 0; r < n; r++, o += RECORD) {
-        // as plainLine does with the line it finds
+        // the other lines, as plainLine does with the line it finds
         const s = out[o];
         const ce = out[o + 3];
-        const line = this.newlines++;
-        if (ce === s) {
-          this.emptyLines++;
-          continue;
-        }
-        this.recordLine = line;
+        this.recordLine = first + out[o + 17];
         const f = out[o + 2];
         if (f !== fieldCount) {
           this.reject(buf, s, ce, base, `expected ${fieldCount} fields, found ${f}`);
           continue;
-        }
-        if (direct) {
-          const num = values[(o >> 1) + 6];
-          const m = values[(o >> 1) + 7];
-          if (num >= dBase && num < dEnd && m >= 0) {
-            table.stageDense(num - dBase, m, out[o + 16], 0, 0, 0);
-            this.rows++;
-            continue;
-          }
         }
         fs[0] = out[o + 4];
         fs[1] = out[o + 5];

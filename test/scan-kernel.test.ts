@@ -77,10 +77,10 @@ function randomBuffer(rnd: Random, delim: string, lines: number, fields: number)
     const n = rnd.next() < 0.6 ? fields : 1 + rnd.int(14);
     const cells = Array.from({ length: n }, () => {
       const t = rnd.next();
-      if (t < 0.5) return 'abcdefghijklmnopqrst'.slice(0, rnd.int(21));
+      if (t < 0.3) return 'abcdefghijklmnopqrst'.slice(0, rnd.int(21));
       // digits: 1 to 16 of them, sometimes a leading zero or a stray byte
-      let d = String(1 + rnd.int(9)) + Array.from({ length: rnd.int(16) }, () => String(rnd.int(10))).join('');
-      if (t < 0.6) d = '0' + d.slice(1);
+      let d = String(1 + rnd.int(9)) + Array.from({ length: rnd.int(rnd.next() < 0.5 ? 4 : 16) }, () => String(rnd.int(10))).join('');
+      if (t < 0.38) d = '0' + d.slice(1);
       if (t > 0.95) d = d.slice(0, d.length >> 1) + ['.', ':', '/', ' ', '-', 'a'][rnd.int(6)] + d.slice(d.length >> 1);
       else if (t > 0.75) {
         // a decimal: the point anywhere (also first or last), sometimes two of them
@@ -99,12 +99,13 @@ test('the line kernel is built and loads', () => {
   assert.ok(lineKernel(), 'dist/lib/kernel/lines.wasm (npm run build assembles it)');
 });
 
-test('random lines: the kernel finds the same lines, field counts and wanted fields as the reference', () => {
+test('random lines: the kernel finds the same lines, field counts, wanted fields, values and direct rows as the reference', () => {
   const k = lineKernel()!;
   const rnd = new Random(20261129);
   const delims = [',', ';', '\t', '|', ' '];
   let decimals = 0;
   let integers = 0;
+  let directs = 0;
   for (let c = 0; c < 300; c++) {
     const delim = delims[c % delims.length];
     const d = delim.charCodeAt(0);
@@ -126,39 +127,65 @@ test('random lines: the kernel finds the same lines, field counts and wanted fie
     const owner = {};
     k.configure(owner, want, nb, nf);
     const ref = reference(buf, p, lim, stop, d, Array.from(want));
-    const n = k.lines(buf, p, lim, stop, d, nf, fc);
-    const ctx = `case ${c} (delimiter ${JSON.stringify(delim)}, nf ${nf}, want ${Array.from(want)}, fields ${fc}, p ${p}, lim ${lim}, stop ${stop})`;
-    assert.is(n, ref.lines.length, `${ctx}: lines`);
+    // a dense window half the time: its rows come back as direct rows, not records
+    const windowed = rnd.next() < 0.5;
+    const dBase = windowed ? (rnd.next() < 0.5 ? 0 : 10 ** rnd.int(6)) : Infinity;
+    const dEnd = windowed ? dBase + 10 ** (1 + rnd.int(9)) : -Infinity;
+    const n = k.lines(buf, p, lim, stop, d, nf, fc, dBase, dEnd);
+    const ctx = `case ${c} (delimiter ${JSON.stringify(delim)}, nf ${nf}, want ${Array.from(want)}, fields ${fc}, p ${p}, lim ${lim}, stop ${stop}, window ${dBase}-${dEnd})`;
     assert.is(k.next, ref.next, `${ctx}: next`);
-    for (let r = 0; r < n; r++) {
+    assert.is(k.lineCount, ref.lines.length, `${ctx}: lines`);
+    assert.is(k.emptyCount, ref.lines.filter((e) => e.ce === e.start).length, `${ctx}: empty lines`);
+    let r = 0;
+    let dr = 0;
+    let maxDp = 0;
+    ref.lines.forEach((e, index) => {
+      if (e.ce === e.start) return;
+      let key = -1;
+      let m = -1;
+      let dp = 0;
+      if (e.fields === fc) {
+        key = keyValue(buf, e.slots[0]![0], e.slots[0]![1]);
+        [m, dp] = amountValue(buf, e.slots[1]![0], e.slots[1]![1]);
+        if (m >= 0 && dp > 0) decimals++;
+        else if (m >= 0) integers++;
+      }
+      if (key >= dBase && key < dEnd && m >= 0) {
+        assert.is(k.directRow[dr], key - dBase, `${ctx}: direct row ${dr} (line ${index})`);
+        assert.is(k.directM[dr], m, `${ctx}: direct row ${dr} amount`);
+        assert.is(k.directDp[dr], dp, `${ctx}: direct row ${dr} places`);
+        maxDp = Math.max(maxDp, dp);
+        dr++;
+        directs++;
+        return;
+      }
       const o = r * RECORD;
-      const e = ref.lines[r];
-      assert.is(k.out[o], e.start, `${ctx}: line ${r} start`);
-      assert.is(k.out[o + 1], e.nl, `${ctx}: line ${r} newline`);
-      assert.is(k.out[o + 2], e.fields, `${ctx}: line ${r} fields`);
-      assert.is(k.out[o + 3], e.ce, `${ctx}: line ${r} end`);
-      if (e.fields !== fc) continue;
+      assert.is(k.out[o], e.start, `${ctx}: record ${r} (line ${index}) start`);
+      assert.is(k.out[o + 1], e.nl, `${ctx}: record ${r} newline`);
+      assert.is(k.out[o + 2], e.fields, `${ctx}: record ${r} fields`);
+      assert.is(k.out[o + 3], e.ce, `${ctx}: record ${r} end`);
+      assert.is(k.out[o + 17], index, `${ctx}: record ${r} line index`);
+      r++;
+      if (e.fields !== fc) return;
       for (let slot = 0; slot < 4; slot++) {
         const b = e.slots[slot];
         if (b === undefined) continue;
-        assert.is(k.out[o + 4 + slot], b[0], `${ctx}: line ${r} slot ${slot} start`);
-        assert.is(k.out[o + 8 + slot], b[1], `${ctx}: line ${r} slot ${slot} end`);
+        assert.is(k.out[o + 4 + slot], b[0], `${ctx}: record ${r - 1} slot ${slot} start`);
+        assert.is(k.out[o + 8 + slot], b[1], `${ctx}: record ${r - 1} slot ${slot} end`);
       }
-      const key = e.slots[0]!;
-      const amount = e.slots[1]!;
-      assert.is(k.values[o / 2 + 6], keyValue(buf, key[0], key[1]), `${ctx}: line ${r} key value`);
-      const [m, dp] = amountValue(buf, amount[0], amount[1]);
-      assert.is(k.values[o / 2 + 7], m, `${ctx}: line ${r} amount value`);
-      if (m >= 0) assert.is(k.out[o + 16], dp, `${ctx}: line ${r} amount places`);
-      if (m >= 0 && dp > 0) decimals++;
-      else if (m >= 0) integers++;
-    }
+      assert.is(k.values[o / 2 + 6], key, `${ctx}: record ${r - 1} key value`);
+      assert.is(k.values[o / 2 + 7], m, `${ctx}: record ${r - 1} amount value`);
+      if (m >= 0) assert.is(k.out[o + 16], dp, `${ctx}: record ${r - 1} amount places`);
+    });
+    assert.is(n, r, `${ctx}: records`);
+    assert.is(k.direct, dr, `${ctx}: direct rows`);
+    if (dr > 0) assert.is(k.maxDp, maxDp, `${ctx}: most places of a direct row`);
   }
   // (the cases above must have reached the values: lines of the right field count)
-  assert.ok(decimals > 100 && integers > 100, `values checked: ${decimals} decimal, ${integers} integer amounts`);
+  assert.ok(decimals > 100 && integers > 100 && directs > 200, `values checked: ${decimals} decimal, ${integers} integer amounts, ${directs} direct rows`);
 });
 
-test('the kernel stops when its record area is full and goes on from there', () => {
+test('the kernel stops when its record or direct-row area is full and goes on from there', () => {
   const k = lineKernel()!;
   const lines = KERNEL_MAX_LINES + 1000;
   const buf = Buffer.from('7,1\n'.repeat(lines));
@@ -184,6 +211,25 @@ test('the kernel stops when its record area is full and goes on from there', () 
       assert.is(k.values[o / 2 + 7], 1);
     }
     total += n;
+    pos = k.next;
+  }
+  assert.is(total, lines);
+  assert.equal(counts, [KERNEL_MAX_LINES, 1000]);
+  // the same lines as direct rows of a window holding key 7
+  pos = 0;
+  total = 0;
+  counts.length = 0;
+  while (pos < buf.length) {
+    const n = k.lines(buf, pos, buf.length, 1e12, 44, 2, 2, 5, 10);
+    assert.is(n, 0, 'no records');
+    if (k.direct === 0) break;
+    counts.push(k.direct);
+    for (let r = 0; r < k.direct; r++) {
+      assert.is(k.directRow[r], 2);
+      assert.is(k.directM[r], 1);
+      assert.is(k.directDp[r], 0);
+    }
+    total += k.direct;
     pos = k.next;
   }
   assert.is(total, lines);

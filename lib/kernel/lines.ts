@@ -18,7 +18,8 @@ export const KERNEL_MAX_LINES = 32768;
 /**
  * Int32 values per record: start, newline, fields, end (before a CR), field starts (4 slots),
  * field ends (4 slots), two f64: the key's value and the amount's as a scaled integer (plain
- * digits, the amount with at most one '.'; else -1), then the amount's decimal places.
+ * digits, the amount with at most one '.'; else -1), the amount's decimal places, and the line's
+ * index among the lines of its call.
  */
 export const RECORD = 18;
 
@@ -30,18 +31,31 @@ const AREA_OFF = 65536;
 /** Bytes of the read buffer one call scans at most. */
 const AREA = 1 << 20;
 const OUT_OFF = AREA_OFF + AREA + 64;
+/** The direct rows: window rows (i32), amounts (f64), places (i32), KERNEL_MAX_LINES each. */
+const DIRECT_ROW_OFF = OUT_OFF + KERNEL_MAX_LINES * RECORD * 4;
+const DIRECT_M_OFF = DIRECT_ROW_OFF + KERNEL_MAX_LINES * 4;
+const DIRECT_DP_OFF = DIRECT_M_OFF + KERNEL_MAX_LINES * 8;
 
-type ScanFn = (p: number, to: number, out: number, max: number, bias: number, stop: number, delim: number, nf: number, fc: number) => number;
+type ScanFn = (p: number, to: number, out: number, max: number, bias: number, stop: number, delim: number, nf: number, fc: number, dBase: number, dEnd: number) => number;
 
 export class LineKernel {
   /** The records of the last call (RECORD values each). */
   readonly out: Int32Array;
   /** The same memory as f64: record r's key value at r * RECORD / 2 + 6, its amount's at + 7. */
   readonly values: Float64Array;
+  /** The direct rows of the last call: window row, amount (a scaled integer), places. */
+  readonly directRow: Int32Array;
+  readonly directM: Float64Array;
+  readonly directDp: Int32Array;
+  /** After {@link lines}: direct rows, lines taken (empty ones too), empty lines, most places of a direct row. */
+  direct = 0;
+  lineCount = 0;
+  emptyCount = 0;
+  maxDp = 0;
   private readonly mem: Buffer;
   private readonly i32: Int32Array;
   private readonly scanFn: ScanFn;
-  private readonly rest: WebAssembly.Global;
+  private readonly g: Record<'rest' | 'direct' | 'lines' | 'empty' | 'maxdp', WebAssembly.Global>;
   private owner: object | null = null;
 
   constructor(instance: WebAssembly.Instance) {
@@ -50,8 +64,12 @@ export class LineKernel {
     this.i32 = new Int32Array(memory.buffer);
     this.out = new Int32Array(memory.buffer, OUT_OFF, KERNEL_MAX_LINES * RECORD);
     this.values = new Float64Array(memory.buffer, OUT_OFF, (KERNEL_MAX_LINES * RECORD) / 2);
+    this.directRow = new Int32Array(memory.buffer, DIRECT_ROW_OFF, KERNEL_MAX_LINES);
+    this.directM = new Float64Array(memory.buffer, DIRECT_M_OFF, KERNEL_MAX_LINES);
+    this.directDp = new Int32Array(memory.buffer, DIRECT_DP_OFF, KERNEL_MAX_LINES);
     this.scanFn = instance.exports.scan as ScanFn;
-    this.rest = instance.exports.rest as WebAssembly.Global;
+    const e = instance.exports as Record<string, WebAssembly.Global>;
+    this.g = { rest: e.rest, direct: e.direct, lines: e.lines, empty: e.empty, maxdp: e.maxdp };
   }
 
   /**
@@ -69,17 +87,25 @@ export class LineKernel {
 
   /**
    * Scan the lines of buf[pos, lim) that start before `stop` (a position in buf), at most one
-   * area's bytes: returns the number of records written to `out` (positions in buf) and leaves in
-   * `next` where the first line it did not take starts. `fc`: the fields a line must have (the
-   * values are parsed on those lines only).
+   * area's bytes: returns the number of records written to `out` (positions in buf), and leaves in
+   * `next` where the first line it did not take starts and in `direct`, `lineCount`,
+   * `emptyCount` and `maxDp` what else it found. `fc`: the fields a line must have (the values
+   * are read on those lines only). A line whose key lies in [dBase, dEnd) and whose amount was
+   * read is a direct row, not a record (dBase Infinity: none; dEnd - dBase is below 2^31, the
+   * window rows being int32).
    */
-  lines(buf: Buffer, pos: number, lim: number, stop: number, delim: number, nf: number, fc: number): number {
+  lines(buf: Buffer, pos: number, lim: number, stop: number, delim: number, nf: number, fc: number, dBase = Infinity, dEnd = -Infinity): number {
     const len = Math.min(lim - pos, AREA);
     buf.copy(this.mem, AREA_OFF, pos, pos + len);
     const bias = pos - AREA_OFF;
     const s = stop - bias;
-    const n = this.scanFn(AREA_OFF, AREA_OFF + len, OUT_OFF, KERNEL_MAX_LINES, bias, s < 0 ? 0 : s > 0x7fffffff ? 0x7fffffff : s, delim, nf, fc);
-    this.next = (this.rest.value as number) + bias;
+    const n = this.scanFn(AREA_OFF, AREA_OFF + len, OUT_OFF, KERNEL_MAX_LINES, bias, s < 0 ? 0 : s > 0x7fffffff ? 0x7fffffff : s, delim, nf, fc, dBase, dEnd);
+    const g = this.g;
+    this.next = (g.rest.value as number) + bias;
+    this.direct = g.direct.value as number;
+    this.lineCount = g.lines.value as number;
+    this.emptyCount = g.empty.value as number;
+    this.maxDp = g.maxdp.value as number;
     return n;
   }
 

@@ -4,25 +4,34 @@
 ;; `scan` walks the bytes [p, to) of its linear memory sixteen at a time: in each block, the bytes
 ;; equal to the delimiter and to a newline become two 16-bit masks (i8x16.eq, i8x16.bitmask). A
 ;; block adds its delimiter count (popcnt) to the line's field number; only a block where a wanted
-;; field starts or ends (NB, below) is looked at bit by bit. For each complete line (its newline
-;; before `to`) it writes one 72-byte record at `out`:
+;; field starts or ends (NB, below) is looked at bit by bit. An empty line is counted (global
+;; `empty`). For each other complete line (its newline before `to`), on a line of `fc` fields it
+;; reads the key (slot 0: 1 to 15 plain digits without a leading zero) and the amount (slot 1: 1 to
+;; 15 digits with at most one '.' between two of them, as a scaled integer and its places). A line
+;; whose key lies in [dBase, dEnd) and whose amount was read is a direct row: its window row
+;; (key - dBase), amount and places go to three arrays (DIRECT, below; the places' maximum in
+;; global `maxdp`), and nothing else. Any other line gets a 72-byte record at `out`:
 ;;   +0 start   +4 newline   +8 fields (delimiters + 1)   +12 end (the newline, or the CR before
 ;;   it)   +16 start of each wanted field (4 x i32, by slot)   +32 end of each wanted field (4 x
-;;   i32, by slot)   +48 the value of slot 0 (the key) as f64: 1 to 15 plain digits without a
-;;   leading zero, else -1   +56 the value of slot 1 (the amount) as f64, a scaled integer: 1 to
-;;   15 digits with at most one '.' between two of them, else -1   +64 the amount's decimal places
-;; with positions plus `bias` (the caller's buffer coordinates). The values are read only on a
-;; line of `fc` fields (on another, a wanted field may be missing). It stops after `max` records,
-;; at the first line that starts at or past `stop`, or at the first line with no newline before
-;; `to`, and leaves that line's start (memory coordinates) in the global `rest`.
+;;   i32, by slot)   +48 the key's value (f64, -1 when not read)   +56 the amount's (f64, -1)
+;;   +64 the amount's places   +68 the line's index among the lines of this call
+;; with positions plus `bias` (the caller's buffer coordinates). It stops after `max` records or
+;; `max` direct rows, at the first line that starts at or past `stop`, or at the first line with no
+;; newline before `to`, and leaves that line's start (memory coordinates) in the global `rest`,
+;; the lines it took (empty ones too) in `lines`, the direct rows in `direct`.
 ;;
 ;; Memory (bytes): 256 FS (4 x i32) and 272 FE (4 x i32), the current line's wanted fields;
 ;; 1024 WANT (i32 per field index f: the slot field f fills, or -1; fields 0..nf);
 ;; 20480 NB (i32 per f < nf: the first delimiter index >= f that ends or starts a wanted field);
-;; the caller's input and output areas from 65536 (lines.ts).
+;; the caller's input area from 65536, the records from 1114176, DIRECT from 3473472: window
+;; rows (i32), amounts at 3604544 (f64), places at 3866688 (i32), 32768 each (lines.ts).
 (module
   (memory (export "memory") 64)
   (global $rest (export "rest") (mut i32) (i32.const 0))
+  (global $direct (export "direct") (mut i32) (i32.const 0))
+  (global $lines (export "lines") (mut i32) (i32.const 0))
+  (global $empty (export "empty") (mut i32) (i32.const 0))
+  (global $maxdp (export "maxdp") (mut i32) (i32.const 0))
 
   ;; The value of the n (1 to 8) digits that end at e, or -1 when a byte is not a digit: eight
   ;; bytes read as one little-endian i64 (the bytes before the field made '0'), checked and
@@ -101,14 +110,20 @@
 
   (func (export "scan")
     (param $p i32) (param $to i32) (param $out i32) (param $max i32) (param $bias i32)
-    (param $stop i32) (param $delim i32) (param $nf i32) (param $fc i32) (result i32)
-    (local $ce i32) (local $i i32) (local $dm i32) (local $nm i32) (local $valid i32) (local $t i32) (local $m i32)
+    (param $stop i32) (param $delim i32) (param $nf i32) (param $fc i32) (param $dBase f64) (param $dEnd f64)
+    (result i32)
+    (local $kv f64) (local $av f64) (local $emit i32) (local $nd i32) (local $lines i32) (local $empty i32)
+    (local $maxdp i32) (local $ce i32) (local $i i32) (local $dm i32) (local $nm i32) (local $valid i32) (local $t i32) (local $m i32)
     (local $pc i32) (local $f i32) (local $s i32) (local $pos i32) (local $start i32) (local $n i32)
     (local $want0 i32) (local $v v128) (local $D v128) (local $N v128)
     (local.set $D (i8x16.splat (local.get $delim)))
     (local.set $N (i8x16.splat (i32.const 10)))
     (local.set $start (local.get $p))
     (global.set $rest (local.get $p))
+    (global.set $direct (i32.const 0))
+    (global.set $lines (i32.const 0))
+    (global.set $empty (i32.const 0))
+    (global.set $maxdp (i32.const 0))
     (if (i32.ge_s (local.get $p) (local.get $stop)) (then (return (i32.const 0))))
     (local.set $want0 (i32.load offset=1024 (i32.const 0)))
     (if (i32.ge_s (local.get $want0) (i32.const 0))
@@ -164,42 +179,71 @@
                 (else (local.set $f (i32.add (local.get $f) (local.get $pc)))))))
           (if (local.get $nm)
             (then
-              ;; a line ends at i + t (its content at ce, before a CR): the end of its last field,
-              ;; and its record
+              ;; a line ends at i + t (its content at ce, before a CR)
               (local.set $ce (i32.add (local.get $i) (local.get $t)))
               (if (i32.gt_s (local.get $ce) (local.get $start))
                 (then
                   (if (i32.eq (i32.load8_u (i32.sub (local.get $ce) (i32.const 1))) (i32.const 13))
                     (then (local.set $ce (i32.sub (local.get $ce) (i32.const 1)))))))
-              (if (i32.lt_s (local.get $f) (local.get $nf))
-                (then
-                  (local.set $s (i32.load offset=1024 (i32.shl (local.get $f) (i32.const 2))))
-                  (if (i32.ge_s (local.get $s) (i32.const 0))
-                    (then (i32.store offset=272 (i32.shl (local.get $s) (i32.const 2)) (i32.add (local.get $ce) (local.get $bias)))))))
-              (i32.store offset=0 (local.get $out) (i32.add (local.get $start) (local.get $bias)))
-              (i32.store offset=4 (local.get $out) (i32.add (i32.add (local.get $i) (local.get $t)) (local.get $bias)))
-              (i32.store offset=8 (local.get $out) (i32.add (local.get $f) (i32.const 1)))
-              (i32.store offset=12 (local.get $out) (i32.add (local.get $ce) (local.get $bias)))
-              (v128.store offset=16 (local.get $out) (v128.load offset=256 (i32.const 0)))
-              (v128.store offset=32 (local.get $out) (v128.load offset=272 (i32.const 0)))
-              (if (i32.eq (i32.add (local.get $f) (i32.const 1)) (local.get $fc))
-                (then
-                  (f64.store offset=48 (local.get $out) (call $key
-                    (i32.sub (i32.load offset=256 (i32.const 0)) (local.get $bias))
-                    (i32.sub (i32.load offset=272 (i32.const 0)) (local.get $bias))))
-                  (f64.store offset=56 (local.get $out) (call $amount
-                    (i32.sub (i32.load offset=260 (i32.const 0)) (local.get $bias))
-                    (i32.sub (i32.load offset=276 (i32.const 0)) (local.get $bias))))
-                  (i32.store offset=64 (local.get $out) (global.get $dp))))
-              (local.set $out (i32.add (local.get $out) (i32.const 72)))
-              (local.set $n (i32.add (local.get $n) (i32.const 1)))
+              (if (i32.eq (local.get $ce) (local.get $start))
+                (then (local.set $empty (i32.add (local.get $empty) (i32.const 1))))
+                (else
+                  ;; the end of its last field
+                  (if (i32.lt_s (local.get $f) (local.get $nf))
+                    (then
+                      (local.set $s (i32.load offset=1024 (i32.shl (local.get $f) (i32.const 2))))
+                      (if (i32.ge_s (local.get $s) (i32.const 0))
+                        (then (i32.store offset=272 (i32.shl (local.get $s) (i32.const 2)) (i32.add (local.get $ce) (local.get $bias)))))))
+                  (local.set $kv (f64.const -1))
+                  (local.set $av (f64.const -1))
+                  (local.set $emit (i32.const 1))
+                  (if (i32.eq (i32.add (local.get $f) (i32.const 1)) (local.get $fc))
+                    (then
+                      (local.set $kv (call $key
+                        (i32.sub (i32.load offset=256 (i32.const 0)) (local.get $bias))
+                        (i32.sub (i32.load offset=272 (i32.const 0)) (local.get $bias))))
+                      (local.set $av (call $amount
+                        (i32.sub (i32.load offset=260 (i32.const 0)) (local.get $bias))
+                        (i32.sub (i32.load offset=276 (i32.const 0)) (local.get $bias))))
+                      (if (i32.and (i32.and (f64.ge (local.get $kv) (local.get $dBase)) (f64.lt (local.get $kv) (local.get $dEnd)))
+                                   (f64.ge (local.get $av) (f64.const 0)))
+                        (then
+                          ;; a direct row: its window row, amount and places, no record
+                          (i32.store offset=3473472 (i32.shl (local.get $nd) (i32.const 2))
+                            (i32.trunc_sat_f64_u (f64.sub (local.get $kv) (local.get $dBase))))
+                          (f64.store offset=3604544 (i32.shl (local.get $nd) (i32.const 3)) (local.get $av))
+                          (i32.store offset=3866688 (i32.shl (local.get $nd) (i32.const 2)) (global.get $dp))
+                          (if (i32.gt_s (global.get $dp) (local.get $maxdp)) (then (local.set $maxdp (global.get $dp))))
+                          (local.set $nd (i32.add (local.get $nd) (i32.const 1)))
+                          (local.set $emit (i32.const 0))))))
+                  (if (local.get $emit)
+                    (then
+                      (i32.store offset=0 (local.get $out) (i32.add (local.get $start) (local.get $bias)))
+                      (i32.store offset=4 (local.get $out) (i32.add (i32.add (local.get $i) (local.get $t)) (local.get $bias)))
+                      (i32.store offset=8 (local.get $out) (i32.add (local.get $f) (i32.const 1)))
+                      (i32.store offset=12 (local.get $out) (i32.add (local.get $ce) (local.get $bias)))
+                      (v128.store offset=16 (local.get $out) (v128.load offset=256 (i32.const 0)))
+                      (v128.store offset=32 (local.get $out) (v128.load offset=272 (i32.const 0)))
+                      (f64.store offset=48 (local.get $out) (local.get $kv))
+                      (f64.store offset=56 (local.get $out) (local.get $av))
+                      (i32.store offset=64 (local.get $out) (global.get $dp))
+                      (i32.store offset=68 (local.get $out) (local.get $lines))
+                      (local.set $out (i32.add (local.get $out) (i32.const 72)))
+                      (local.set $n (i32.add (local.get $n) (i32.const 1)))))))
+              (local.set $lines (i32.add (local.get $lines) (i32.const 1)))
               (local.set $start (i32.add (i32.add (local.get $i) (local.get $t)) (i32.const 1)))
               (local.set $f (i32.const 0))
               (if (i32.ge_s (local.get $want0) (i32.const 0))
                 (then (i32.store offset=256 (i32.shl (local.get $want0) (i32.const 2)) (i32.add (local.get $start) (local.get $bias)))))
-              (if (i32.or (i32.ge_u (local.get $n) (local.get $max)) (i32.ge_s (local.get $start) (local.get $stop)))
+              (if (i32.or
+                    (i32.or (i32.ge_u (local.get $n) (local.get $max)) (i32.ge_u (local.get $nd) (local.get $max)))
+                    (i32.ge_s (local.get $start) (local.get $stop)))
                 (then
                   (global.set $rest (local.get $start))
+                  (global.set $direct (local.get $nd))
+                  (global.set $lines (local.get $lines))
+                  (global.set $empty (local.get $empty))
+                  (global.set $maxdp (local.get $maxdp))
                   (return (local.get $n))))
               ;; the delimiters and newlines after this one
               (local.set $dm (i32.and (local.get $dm) (i32.xor (i32.sub (i32.shl (i32.const 2) (local.get $t)) (i32.const 1)) (i32.const -1))))
@@ -208,5 +252,9 @@
         (local.set $i (i32.add (local.get $i) (i32.const 16)))
         (br $blocks)))
     (global.set $rest (local.get $start))
+    (global.set $direct (local.get $nd))
+    (global.set $lines (local.get $lines))
+    (global.set $empty (local.get $empty))
+    (global.set $maxdp (local.get $maxdp))
     (local.get $n))
 )
