@@ -5,7 +5,7 @@
  * kernel's memory (a memcpy: about a twentieth of the time the kernel saves), the kernel writes a
  * record per line, and the scanner parses the fields of each record as before.
  *
- * One kernel per thread. Without the assembled module (a build without wabt) or without
+ * One kernel per thread. Without the assembled module (a build without Binaryen) or without
  * WebAssembly SIMD, or with SEGFLOW_KERNEL=js, lineKernel() is null and the scanner keeps to its
  * JavaScript loop; both give the same records (test/scan-kernel.test.ts).
  */

@@ -1,5 +1,6 @@
-;; The scan's line kernel (WebAssembly with 128-bit SIMD), assembled by `npm run build`
-;; (lib/kernel/assemble.ts) into dist/lib/kernel/lines.wasm; lib/kernel/lines.ts drives it.
+;; The scan's line kernel (WebAssembly with 128-bit SIMD), assembled and optimized by `npm run
+;; build` (lib/kernel/assemble.ts, Binaryen: the helpers below are inlined into `scan`) into
+;; dist/lib/kernel/lines.wasm; lib/kernel/lines.ts drives it.
 ;;
 ;; `scan` walks the bytes [p, to) of its linear memory sixteen at a time: in each block, the bytes
 ;; equal to the delimiter and to a newline become two 16-bit masks (i8x16.eq, i8x16.bitmask). A
