@@ -18,7 +18,7 @@ import { encodeScanTable, type DenseSegment } from './partial.js';
 import { EMPTY, INVALID, OK, TOO_PRECISE, parseDate, parseDecimal, type ParseOut } from './util/bytes.js';
 import { MAX_SCALE } from './util/exact.js';
 import { SegflowError } from './errors.js';
-import { KERNEL_MAX_FIELDS, RECORD, lineKernel, type LineKernel } from './kernel/lines.js';
+import { KERNEL_MAX_FIELDS, RECORD, kernelOwner, lineKernel, type LineKernel } from './kernel/lines.js';
 
 /** The delimiter value that means "runs of blanks" (whitespace-separated text). */
 export const WHITESPACE = -1;
@@ -520,6 +520,8 @@ class RangeScanner {
   private readonly jsonKeys: Uint8Array[];
   /** The SIMD line kernel, when there is one and the fields fit it (else plainLine alone). */
   private readonly kernel: LineKernel | null;
+  /** This scanner's number for the kernel (which keeps no reference to it, nor to its table). */
+  private readonly kernelKey = kernelOwner();
   /** Unquoted field bytes for the slow paths (quoted CSV, escaped JSON). */
   private scratch = new Uint8Array(1 << 16);
 
@@ -782,7 +784,7 @@ class RangeScanner {
   private kernelLines(buf: Buffer, p: number, lim: number, base: number): number {
     const k = this.kernel!;
     const nf = this.nf;
-    k.configure(this, this.want, this.nextBoundary, nf);
+    k.configure(this.kernelKey, this.want, this.nextBoundary, nf);
     const stop = this.end - base;
     const out = k.out;
     const fs = this.fs;

@@ -7,7 +7,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { KERNEL_MAX_LINES, RECORD, lineKernel } from '../lib/kernel/lines.js';
+import { KERNEL_MAX_LINES, RECORD, kernelOwner, lineKernel } from '../lib/kernel/lines.js';
 import { Random } from '../lib/util/random.js';
 import { OK, parseDecimal } from '../lib/util/bytes.js';
 
@@ -124,8 +124,7 @@ test('random lines: the kernel finds the same lines, field counts, wanted fields
     const p = starts[rnd.int(starts.length)];
     const lim = p + rnd.int(buf.length - p + 1);
     const stop = rnd.next() < 0.5 ? 1e12 : p + rnd.int(buf.length - p + 1);
-    const owner = {};
-    k.configure(owner, want, nb, nf);
+    k.configure(kernelOwner(), want, nb, nf);
     const ref = reference(buf, p, lim, stop, d, Array.from(want));
     // a dense window half the time: its rows come back as direct rows, not records
     const windowed = rnd.next() < 0.5;
@@ -191,7 +190,7 @@ test('the kernel stops when its record or direct-row area is full and goes on fr
   const buf = Buffer.from('7,1\n'.repeat(lines));
   const want = Int32Array.from([0, 1, -1]);
   const nb = Int32Array.from([0, 0]);
-  k.configure({}, want, nb, 2);
+  k.configure(kernelOwner(), want, nb, 2);
   let pos = 0;
   let total = 0;
   const counts: number[] = [];

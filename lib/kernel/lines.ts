@@ -56,7 +56,7 @@ export class LineKernel {
   private readonly i32: Int32Array;
   private readonly scanFn: ScanFn;
   private readonly g: Record<'rest' | 'direct' | 'lines' | 'empty' | 'maxdp', WebAssembly.Global>;
-  private owner: object | null = null;
+  private owner = 0;
 
   constructor(instance: WebAssembly.Instance) {
     const memory = instance.exports.memory as WebAssembly.Memory;
@@ -73,11 +73,12 @@ export class LineKernel {
   }
 
   /**
-   * Set the wanted fields for `owner`'s calls (nothing to do when it made the last call):
+   * Set the wanted fields for the calls of scanner `owner` (a number, not the scanner: the kernel
+   * must not keep a finished scanner's table alive; nothing to do when it made the last call):
    * want[f] is the slot field f fills or -1 (f in [0, nf]), nb[f] the first delimiter index >= f
    * that ends or starts a wanted field (f < nf).
    */
-  configure(owner: object, want: Int32Array, nb: Int32Array, nf: number): void {
+  configure(owner: number, want: Int32Array, nb: Int32Array, nf: number): void {
     if (this.owner === owner) return;
     this.owner = owner;
     this.i32.set(want.subarray(0, nf + 1), WANT_OFF >> 2);
@@ -114,6 +115,12 @@ export class LineKernel {
 }
 
 let kernel: LineKernel | null | undefined;
+let owners = 0;
+
+/** A number for {@link LineKernel.configure}'s owner: one per scanner. */
+export function kernelOwner(): number {
+  return ++owners;
+}
 
 /**
  * This thread's line kernel, or null (see the module's comment). SEGFLOW_KERNEL=js is read at
