@@ -22,7 +22,7 @@ import { csvField, shardHeader, sortedIds } from './shard.js';
 import { POW10, addExact, addLimbs, formatScaled, limbsToBig } from './util/exact.js';
 import { formatDate } from './util/bytes.js';
 import { heldShared, releaseShared } from './util/gc.js';
-import { ScanTable, densePartitions, digitCount } from './scan-table.js';
+import { ScanTable, densePartitions, digitCount, putDigits } from './scan-table.js';
 import { SegflowError } from './errors.js';
 
 // the shard format lives in shard.ts; these names stay importable from here
@@ -242,19 +242,9 @@ function putUint(buf: Buffer, p: number, v: number): number {
     } while (x !== 0);
     return end;
   }
-  if (v < 10) {
-    buf[p] = 48 + v;
-    return p + 1;
-  }
-  const end = p + digitCount(v);
-  let q = end;
-  while (v >= 10) {
-    const d = Math.floor(v / 10);
-    buf[--q] = 48 + (v - d * 10);
-    v = d;
-  }
-  buf[--q] = 48 + v;
-  return end;
+  const len = digitCount(v);
+  putDigits(buf, p, v, len);
+  return p + len;
 }
 
 /** Write an integer |v| < 2^53 as a decimal with `scale` places (as formatScaled prints it). */
