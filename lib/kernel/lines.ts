@@ -2,8 +2,10 @@
  * The scan's line kernel: lines.wat (WebAssembly, 128-bit SIMD) finds the lines of a buffer and
  * the bounds of the wanted fields sixteen bytes at a time, where the JavaScript loop
  * (scan.ts, plainLine) reads four. The scanner copies a piece of its read buffer into the
- * kernel's memory (a memcpy: about a twentieth of the time the kernel saves), the kernel writes a
- * record per line, and the scanner parses the fields of each record as before.
+ * kernel's memory (a memcpy: about a twentieth of the time the kernel saves); the kernel hands a
+ * line whose key is in the dense window and whose amount it read over as three numbers (a direct
+ * row, staged by ScanTable.stageDenseRun), and writes a record for any other line, whose fields
+ * the scanner then parses as before (RangeScanner.kernelLines).
  *
  * One kernel per thread. Without the assembled module (a build without Binaryen) or without
  * WebAssembly SIMD, or with SEGFLOW_KERNEL=js, lineKernel() is null and the scanner keeps to its
@@ -47,6 +49,8 @@ export class LineKernel {
   readonly directRow: Int32Array;
   readonly directM: Float64Array;
   readonly directDp: Int32Array;
+  /** After {@link lines}: the start of the first line not taken. */
+  next = 0;
   /** After {@link lines}: direct rows, lines taken (empty ones too), empty lines, most places of a direct row. */
   direct = 0;
   lineCount = 0;
@@ -109,9 +113,6 @@ export class LineKernel {
     this.maxDp = g.maxdp.value as number;
     return n;
   }
-
-  /** After {@link lines}: the start of the first line not taken. */
-  next = 0;
 }
 
 let kernel: LineKernel | null | undefined;

@@ -64,16 +64,20 @@
     (if (i64.lt_s (i64.or (local.get $lo) (local.get $hi)) (i64.const 0)) (then (return (i64.const -1))))
     (i64.add (i64.mul (local.get $hi) (i64.const 100000000)) (local.get $lo)))
 
+  ;; The value of the 1 to 15 digits [s, e) as f64, or -1.
+  (func $value (param $s i32) (param $e i32) (result f64)
+    (local $v i64)
+    (local.set $v (call $uint (local.get $s) (local.get $e)))
+    (if (i64.lt_s (local.get $v) (i64.const 0)) (then (return (f64.const -1))))
+    (f64.convert_i64_u (local.get $v)))
+
   ;; The key's value: 1 to 15 plain digits without a leading zero, else -1.
   (func $key (param $s i32) (param $e i32) (result f64)
-    (local $v i64)
     (if (i32.and
           (i32.gt_s (i32.sub (local.get $e) (local.get $s)) (i32.const 1))
           (i32.eq (i32.load8_u (local.get $s)) (i32.const 48)))
       (then (return (f64.const -1))))
-    (local.set $v (call $uint (local.get $s) (local.get $e)))
-    (if (i64.lt_s (local.get $v) (i64.const 0)) (then (return (f64.const -1))))
-    (f64.convert_i64_u (local.get $v)))
+    (call $value (local.get $s) (local.get $e)))
 
   ;; The amount's value as a scaled integer, its decimal places in $dp: digits with at most one
   ;; '.' between two of them (15 digits at most), else -1 (the caller parses it: signs, a decimal
@@ -88,11 +92,7 @@
     (local.set $dm (i32.and
       (i8x16.bitmask (i8x16.eq (v128.load (local.get $s)) (i8x16.splat (i32.const 46))))
       (i32.sub (i32.shl (i32.const 1) (local.get $n)) (i32.const 1))))
-    (if (i32.eqz (local.get $dm))
-      (then
-        (local.set $ip (call $uint (local.get $s) (local.get $e)))
-        (if (i64.lt_s (local.get $ip) (i64.const 0)) (then (return (f64.const -1))))
-        (return (f64.convert_i64_u (local.get $ip)))))
+    (if (i32.eqz (local.get $dm)) (then (return (call $value (local.get $s) (local.get $e)))))
     (if (i32.and (local.get $dm) (i32.sub (local.get $dm) (i32.const 1))) (then (return (f64.const -1))))
     (local.set $d (i32.ctz (local.get $dm)))
     (local.set $f (i32.sub (i32.sub (local.get $n) (local.get $d)) (i32.const 1)))
@@ -120,17 +120,13 @@
     (local.set $D (i8x16.splat (local.get $delim)))
     (local.set $N (i8x16.splat (i32.const 10)))
     (local.set $start (local.get $p))
-    (global.set $rest (local.get $p))
-    (global.set $direct (i32.const 0))
-    (global.set $lines (i32.const 0))
-    (global.set $empty (i32.const 0))
-    (global.set $maxdp (i32.const 0))
-    (if (i32.ge_s (local.get $p) (local.get $stop)) (then (return (i32.const 0))))
     (local.set $want0 (i32.load offset=1024 (i32.const 0)))
     (if (i32.ge_s (local.get $want0) (i32.const 0))
       (then (i32.store offset=256 (i32.shl (local.get $want0) (i32.const 2)) (i32.add (local.get $start) (local.get $bias)))))
     (local.set $i (i32.and (local.get $p) (i32.const -16)))
+    ;; every way out (the range's end, a full area, the bytes' end) leaves through $done
     (block $done
+      (br_if $done (i32.ge_s (local.get $p) (local.get $stop)))
       (loop $blocks
         (br_if $done (i32.ge_u (local.get $i) (local.get $to)))
         (local.set $v (v128.load (local.get $i)))
@@ -239,13 +235,7 @@
               (if (i32.or
                     (i32.or (i32.ge_u (local.get $n) (local.get $max)) (i32.ge_u (local.get $nd) (local.get $max)))
                     (i32.ge_s (local.get $start) (local.get $stop)))
-                (then
-                  (global.set $rest (local.get $start))
-                  (global.set $direct (local.get $nd))
-                  (global.set $lines (local.get $lines))
-                  (global.set $empty (local.get $empty))
-                  (global.set $maxdp (local.get $maxdp))
-                  (return (local.get $n))))
+                (then (br $done)))
               ;; the delimiters and newlines after this one
               (local.set $dm (i32.and (local.get $dm) (i32.xor (i32.sub (i32.shl (i32.const 2) (local.get $t)) (i32.const 1)) (i32.const -1))))
               (local.set $nm (i32.and (local.get $nm) (i32.sub (local.get $nm) (i32.const 1))))
