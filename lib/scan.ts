@@ -368,7 +368,7 @@ export async function sampleRange(task: ScanTask): Promise<KeySample> {
   const table = sampleTable?.flags === flags ? sampleTable : new ScanTable(flags, 4096, undefined, SAMPLE_STAGE_ROWS);
   sampleTable = undefined;
   const scanner = new RangeScanner(task, table);
-  const chunk = task.chunkSize ?? 1 << 20;
+  const chunk = task.chunkSize ?? DEFAULT_CHUNK;
   try {
     if (task.compressed) await readCompressed(task, scanner, chunk, Buffer.allocUnsafe(chunk));
     else readPlain(task, scanner, chunk);
