@@ -2,7 +2,7 @@
 /**
  * The `segflow` command line's entry. For a job on the local pool (`aggregate`, `segment`) it
  * starts the worker threads first, from a light reading of `--workers` and `--memory`, so that
- * they boot (about 0.2 s) while the main thread imports yargs and the commands (about 0.25 s);
+ * they boot (about 0.2 s) while the main thread imports yargs and the commands (0.16-0.18 s);
  * the job adopts that pool when its own reading of the flags agrees (pool.ts, adoptPrestarted).
  * Then the command line proper (cli-main.ts) runs.
  */
