@@ -12,7 +12,7 @@ import { SegflowPool, abortError, adoptPrestarted, defaultWorkers } from './pool
 import { defaultMemory, planMemory } from './memory.js';
 import { resolveInputs } from './inputs.js';
 import { readSchema, type FileSchema } from './schema.js';
-import { MiB, defaultRangeSize, planRanges, queueOrder, type Range } from './split.js';
+import { MiB, defaultRangeSize, planRanges, queueOrder, taperRanges, type Range } from './split.js';
 import { rangeKey, scanTaskOf, type FlushTask, type RangeReject, type ScanOutput } from './scan.js';
 import { isEmptySegment, type DenseMergeTask, type MergeOutput, type MergeTask, type SegmentRef } from './merge.js';
 import { parseFaults } from './faults.js';
@@ -128,7 +128,9 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
   try {
     const totalBytes = schemas.reduce((s, f) => s + (f.compressed ? f.size * 4 : f.size - f.dataStart), 0);
     const rangeSize = options.rangeSize ?? Math.min(defaultRangeSize(totalBytes, pool.workers), budget.maxRangeSize);
-    let ranges = planRanges(schemas, rangeSize);
+    const planned = planRanges(schemas, rangeSize);
+    // (a job of one range per worker or fewer keeps them whole: its ranges all start at once)
+    let ranges = planned.length > pool.workers ? taperRanges(planned, pool.workers) : planned;
     const flags = (schemas.some((s) => s.names[2]) ? F_QTY : 0) | (schemas.some((s) => s.names[3]) ? F_DATE : 0);
     checkConsistent(schemas, options);
     // with more ranges than workers, each worker folds its ranges into one table that it keeps
