@@ -590,40 +590,19 @@ function mergeDense(
   // job's places, one or two segments (two low limbs, each within 2^51, add up exactly, and so
   // does the running total's)
   const plain = lean !== undefined && segs.length <= 2 && segs.every((s) => s.scale === scale);
-  // (the bounds as int32 locals: read from `range` on every row, a job whose range object had
-  // other field representations than the last one's deoptimized the loop, 20-25 ms of compiling
-  // and a slower sweep each job)
   const from = range.from | 0;
   const to = range.to | 0;
+  if (plain) {
+    const t = new Float64Array(outs.length * 6);
+    sweepPlain(views[0], views[views.length - 1], views.length > 1, parts, outs.map((o) => o ?? null), t, from, to, base, scale, fixed);
+    return outs.map((_, p) => shardRows(t.subarray(p * 6, p * 6 + 6)));
+  }
   for (let i = from; i < to; i++) {
     const out = outs[parts[i]];
     if (out === undefined) continue;
     const a = acc[parts[i]];
     // the row base: a dense row's fields sit at the slot row offsets from it (scan-table.ts)
     const rb = i * dw - 1;
-    if (plain) {
-      let c = 0;
-      let lo = 0;
-      for (let k = 0; k < views.length; k++) {
-        const v = views[k];
-        c += v[rb + COUNT];
-        lo += v[rb + SUM];
-      }
-      if (c === 0) continue;
-      a[0]++;
-      a[1] += c;
-      out.ensure(fixed);
-      const buf = out.buf;
-      let q = putUint(buf, out.pos, base + i);
-      buf[q++] = 44;
-      q = putUint(buf, q, c);
-      buf[q++] = 44;
-      q = putLimbs(buf, q, lo, 0, scale);
-      buf[q++] = 10;
-      out.pos = q;
-      addExact(a, 2, lo);
-      continue;
-    }
     let any = false;
     for (let k = 0; k < views.length; k++) {
       const v = views[k];
@@ -653,7 +632,56 @@ function mergeDense(
     buf[q++] = 10;
     out.pos = q;
   }
-  return acc.map((a) => ({ users: a[0], totals: { rows: a[1], total: limbsToBig(a[2], a[3]), quantity: limbsToBig(a[4], a[5]) } }));
+  return acc.map(shardRows);
+}
+
+/** A partition's ShardRows from its 6 numbers (users, rows, total lo, hi, quantity lo, hi). */
+const shardRows = (a: Float64Array): ShardRows => ({ users: a[0], totals: { rows: a[1], total: limbsToBig(a[2], a[3]), quantity: limbsToBig(a[4], a[5]) } });
+
+/**
+ * The usual dense merge (mergeDense's `plain` rows): lean rows (count, total's low limb) at the
+ * job's places in one or two segments (`two`: add b's rows to a's), printed as
+ * `key,count,total`. Typed arrays and numbers only, so that its loop keeps its optimized code from
+ * one job to the next: the same loop inside mergeDense read arrays of objects whose maps changed
+ * between jobs, and each job compiled it again (20-60 ms on a V8 helper thread, trace-deopt:
+ * 'wrong map' on loop entry). `acc` gets 6 numbers per partition (see mergeDense).
+ */
+function sweepPlain(
+  a: Float64Array,
+  b: Float64Array,
+  two: boolean,
+  parts: Uint16Array,
+  outs: (ChunkWriter | null)[],
+  acc: Float64Array,
+  from: number,
+  to: number,
+  base: number,
+  scale: number,
+  fixed: number,
+): void {
+  for (let i = from; i < to; i++) {
+    const p = parts[i];
+    const out = outs[p];
+    if (out === null) continue;
+    // the row base: a dense row's fields sit at the slot row offsets from it (scan-table.ts)
+    const rb = i * 2 - 1;
+    const c = two ? a[rb + COUNT] + b[rb + COUNT] : a[rb + COUNT];
+    if (c === 0) continue;
+    const lo = two ? a[rb + SUM] + b[rb + SUM] : a[rb + SUM];
+    const o = p * 6;
+    acc[o]++;
+    acc[o + 1] += c;
+    out.ensure(fixed);
+    const buf = out.buf;
+    let q = putUint(buf, out.pos, base + i);
+    buf[q++] = 44;
+    q = putUint(buf, q, c);
+    buf[q++] = 44;
+    q = putLimbs(buf, q, lo, 0, scale);
+    buf[q++] = 10;
+    out.pos = q;
+    addExact(acc, o + 2, lo);
+  }
 }
 
 /**
