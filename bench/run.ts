@@ -5,7 +5,8 @@
  *     interleaved runs (median and ratio), with the peak RSS of each (via /usr/bin/time when here);
  *  3. the k-means bench, when built (bench/kmeans.bench.ts).
  * Flags: --file F (default: generate one), --size 1GiB (generated size, default 256MiB),
- *        --rounds N (5), --workers 1,2 (the table), --threads 2 (the comparison), --json
+ *        --rounds N (5), --warmup N (3: untimed table rounds), --workers 1,2 (the table),
+ *        --threads 2 (the comparison), --json
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -23,6 +24,7 @@ const flag = (name: string, def?: string): string | undefined => {
 };
 const json = args.includes('--json');
 const rounds = Number(flag('rounds', '5'));
+const warmup = Number(flag('warmup', '3'));
 const threads = Number(flag('threads', '2'));
 const workers = (flag('workers') ?? defaultWorkerCounts().join(',')).split(',').map(Number);
 const log = (s: string): void => {
@@ -44,7 +46,7 @@ const tmp = fs.mkdtempSync(path.join(path.dirname(file), '.bench-'));
 
 // 1. worker counts
 log(`worker counts ${workers.join(', ')} on ${file}`);
-const table = await benchWorkers({ input: file, workers, rounds, tmpDir: tmp, onRun: (w, ms) => log(`  ${w} workers: ${(ms / 1000).toFixed(3)} s`) });
+const table = await benchWorkers({ input: file, workers, rounds, warmup, tmpDir: tmp, onRun: (w, ms) => log(`  ${w} workers: ${(ms / 1000).toFixed(3)} s`) });
 if (!json) process.stdout.write(benchTable(table) + '\n\n');
 
 // 2. segflow vs DuckDB, interleaved processes

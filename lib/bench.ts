@@ -18,8 +18,15 @@ export interface BenchOptions {
   input: string | string[];
   /** Worker counts to compare (default 1, 2, 4, ... up to the cores). */
   workers?: number[];
-  /** Timed runs per worker count (default 5), after one warm-up run. */
+  /** Timed runs per worker count (default 5), after the warm-up runs. */
   rounds?: number;
+  /**
+   * Untimed runs per worker count first (default 3). A pool's first jobs compile the hot code:
+   * V8 optimizes on helper threads, which with every core busy take time from the workers (2
+   * workers, 1 GiB: 100-240 ms of helper-thread CPU per job in a pool's first 4 jobs, 20-40 ms
+   * after).
+   */
+  warmup?: number;
   shards?: number;
   rangeSize?: number;
   /** Folder for the runs' output (default: a temp folder, removed after). */
@@ -50,6 +57,7 @@ export interface BenchResult {
   cores: number;
   cpu: string;
   rounds: number;
+  warmup: number;
   rows: BenchRow[];
 }
 
@@ -64,22 +72,26 @@ export async function benchWorkers(o: BenchOptions): Promise<BenchResult> {
     throw new SegflowError('ERR_USAGE', `--workers must list positive integers, got ${counts.join(',')}`);
   }
   const rounds = o.rounds ?? 5;
+  const warmup = o.warmup ?? 3;
+  if (!Number.isInteger(rounds) || rounds < 1 || !Number.isInteger(warmup) || warmup < 0) {
+    throw new SegflowError('ERR_USAGE', `--rounds must be a positive integer and --warmup a non-negative one, got ${rounds} and ${warmup}`);
+  }
   const tmp = o.tmpDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'segflow-bench-'));
   const pools = new Map<number, SegflowPool>();
   // the counts take turns, round by round (a tinybench run of one iteration each), so that a slow
-  // spell of a shared machine hits every count alike; a first round warms each pool, untimed. A
-  // run's time is the job's, from its start to its committed output
+  // spell of a shared machine hits every count alike; the first `warmup` rounds warm each pool,
+  // untimed. A run's time is the job's, from its start to its committed output
   const samples = new Map<number, number[]>(counts.map((w) => [w, []]));
   try {
     for (const w of counts) pools.set(w, new SegflowPool({ workers: w }));
-    for (let round = 0; round <= rounds; round++) {
+    for (let round = 0; round < warmup + rounds; round++) {
       const bench = new Bench({ iterations: 1, time: 0, warmup: false });
       for (const w of counts) {
         bench.add(`${w}`, async () => {
           const t0 = performance.now();
           await aggregate({ input: files, out: path.join(tmp, `w${w}`), pool: pools.get(w), force: true, shards: o.shards, rangeSize: o.rangeSize });
           const ms = performance.now() - t0;
-          if (round > 0) {
+          if (round >= warmup) {
             samples.get(w)!.push(ms);
             o.onRun?.(w, ms);
           }
@@ -110,7 +122,7 @@ export async function benchWorkers(o: BenchOptions): Promise<BenchResult> {
     row.speedup = base.seconds / row.seconds;
     row.efficiency = row.speedup / (row.workers / base.workers);
   }
-  return { command: 'bench', input: files, bytes, cores: os.availableParallelism(), cpu: os.cpus()[0]?.model ?? 'unknown', rounds, rows };
+  return { command: 'bench', input: files, bytes, cores: os.availableParallelism(), cpu: os.cpus()[0]?.model ?? 'unknown', rounds, warmup, rows };
 }
 
 /** The bench table for people. */
@@ -120,7 +132,7 @@ export function benchTable(r: BenchResult): string {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
   const line = (c: string[]): string => c.map((v, i) => v.padStart(widths[i])).join('  ');
   return [
-    `${(r.bytes / 1e6).toFixed(1)} MB, ${r.rounds} runs per worker count (median), ${r.cores} cores (${r.cpu})`,
+    `${(r.bytes / 1e6).toFixed(1)} MB, ${r.rounds} runs per worker count (median) after ${r.warmup} warm-up runs, ${r.cores} cores (${r.cpu})`,
     line(head),
     line(widths.map((w) => '-'.repeat(w))),
     ...rows.map(line),

@@ -4,6 +4,7 @@ import * as assert from 'uvu/assert';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchWorkers } from '../lib/index.js';
+import { benchTable } from '../lib/bench.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -21,6 +22,24 @@ test('worker counts take turns, round by round; medians, speedup and efficiency 
   assert.is(r.rows[0].speedup, 1);
   assert.ok(Math.abs(r.rows[1].speedup - r.rows[0].seconds / r.rows[1].seconds) < 1e-12);
   assert.ok(Math.abs(r.rows[1].efficiency - r.rows[1].speedup / 2) < 1e-12);
+  assert.is(r.warmup, 3, 'three untimed rounds by default');
+});
+
+test('--warmup sets the untimed rounds; bad counts are usage errors', async () => {
+  const input = path.join(ROOT, 'data/sample.csv');
+  const order: number[] = [];
+  const r = await benchWorkers({ input, workers: [2, 1], rounds: 1, warmup: 0, onRun: (w) => order.push(w) });
+  assert.equal(order, [2, 1]);
+  assert.is(r.warmup, 0);
+  assert.match(benchTable(r), 'after 0 warm-up runs');
+  for (const bad of [{ warmup: -1 }, { warmup: 1.5 }, { rounds: 0 }]) {
+    try {
+      await benchWorkers({ input, workers: [1], rounds: 1, ...bad });
+      assert.unreachable(`${JSON.stringify(bad)} accepted`);
+    } catch (err) {
+      assert.is((err as { code?: string }).code, 'ERR_USAGE', JSON.stringify(bad));
+    }
+  }
 });
 
 test.run();

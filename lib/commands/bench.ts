@@ -12,7 +12,8 @@ export function register(cli: Argv): Argv {
       y
         .positional('input', { describe: 'input files, folders or globs', type: 'string', array: true })
         .option('workers', { describe: 'worker counts, comma-separated', type: 'string', default: defaultWorkerCounts().join(',') })
-        .option('rounds', { describe: 'timed runs per worker count (after one warm-up)', type: 'number', default: 5 })
+        .option('rounds', { describe: 'timed runs per worker count (after the warm-up runs)', type: 'number', default: 5 })
+        .option('warmup', { describe: 'untimed runs per worker count first (a pool compiles its hot code in its first jobs)', type: 'number', default: 3 })
         .option('shards', { describe: 'output shards', type: 'number', default: 8 })
         .option('range-size', { describe: 'bytes per scan task (default: 4+ ranges per worker, 1-64 MiB)', type: 'string' })
         .option('json', { describe: 'print the result as JSON on stdout', type: 'boolean', default: false })
@@ -27,6 +28,7 @@ export function register(cli: Argv): Argv {
         input: a.input as string[],
         workers,
         rounds: a.rounds,
+        warmup: a.warmup,
         shards: a.shards,
         rangeSize: parseBytes(a.rangeSize, '--range-size'),
         onRun: (w, ms) => {
