@@ -110,7 +110,7 @@ let spareStage: Stage | undefined;
  * the job returns them, the next dense table of the same size reuses the memory (zeroed), instead
  * of faulting in fresh pages.
  */
-let lentDense: { rows: Float64Array; lease: Int32Array } | undefined;
+let lentDense: { rows: Float64Array; lease: Int32Array; from: number; to: number } | undefined;
 /** The dense keys' stage: `hash` holds the row index, `num` is unused. */
 let spareDenseStage: Stage | undefined;
 
@@ -265,7 +265,9 @@ export class ScanTable {
       if (!d && lent && lent.rows.length === want && Atomics.load(lent.lease, 0) === 1) {
         lentDense = undefined;
         d = lent.rows;
-        d.fill(0);
+        // only the rows of the slices that got rows were written (every write notes its slice,
+        // and the merge reads no others either): 30 of the 38 MB on the 1 GiB file
+        d.fill(0, lent.from * this.denseWidth, lent.to * this.denseWidth);
       }
       if (d && d.length === want) {
         this.dense = d;
@@ -337,7 +339,7 @@ export class ScanTable {
       this.dstage.fill.fill(0);
       spareDenseStage = this.dstage;
     }
-    if (this.dense && this.denseKeys > 0) this.dense.fill(0);
+    if (this.dense && this.denseKeys > 0) this.dense.fill(0, (this.dSliceLo << this.dShift) * this.denseWidth, Math.min(this.window!.span, (this.dSliceHi + 1) << this.dShift) * this.denseWidth);
     this.denseKeys = 0;
     this.dSliceLo = DENSE_SLICES;
     this.dSliceHi = -1;
@@ -356,10 +358,10 @@ export class ScanTable {
     this.dense = undefined;
     this.denseKeys = 0;
     const lease = new SharedArrayBuffer(4);
-    lentDense = { rows: d, lease: new Int32Array(lease) };
     // the rows that may be non-zero: the slices that got rows
     const from = this.dSliceLo << this.dShift;
     const to = Math.min(this.window!.span, (this.dSliceHi + 1) << this.dShift);
+    lentDense = { rows: d, lease: new Int32Array(lease), from, to };
     this.dSliceLo = DENSE_SLICES;
     this.dSliceHi = -1;
     return { rows: d, lease, from, to };

@@ -197,6 +197,37 @@ test('lean dense rows: totals past one limb, and places added later, move to the
   }
 });
 
+test("a worker's dense rows are zero again for its next job: only the slices a job wrote are cleared", async () => {
+  // the same window for all three files (their sampled ids reach the same ends), so each job
+  // reuses the array the last one handed back: A writes every slice, B only the ends, then A again
+  const rnd = new Random(5);
+  const write = (name: string, mid: boolean): string => {
+    const lines = ['user_id,amount'];
+    for (let r = 0; r < 30000; r++) {
+      const k = r % 3;
+      const id = k === 0 ? 100000 + rnd.int(50) : k === 1 ? 119950 + rnd.int(50) : mid ? 100000 + rnd.int(20000) : 100000 + rnd.int(50);
+      lines.push(`${id},${rnd.int(10000)}`);
+    }
+    const file = path.join(tmp, name);
+    fs.writeFileSync(file, lines.join('\n') + '\n');
+    return file;
+  };
+  const a = write('reuse-a.csv', true);
+  const b = write('reuse-b.csv', false);
+  const windows: unknown[] = [];
+  for (const [i, file] of [a, b, a].entries()) {
+    const ref = path.join(tmp, `reuse-ref-${i}`);
+    await aggregate({ input: file, out: ref, pool: pool1, force: true, denseKeys: false });
+    const out = path.join(tmp, `reuse-${i}`);
+    const s = await aggregate({ input: file, out, pool: pool1, rangeSize: 64 * 1024, force: true, denseKeys: true });
+    windows.push(s.denseKeys);
+    assertSameOutput(out, ref, `job ${i} differs`);
+  }
+  assert.ok(windows[0], 'a dense window');
+  assert.equal(windows[1], windows[0], 'the same window (the array is reused)');
+  assert.equal(windows[2], windows[0], 'the same window (the array is reused)');
+});
+
 test('the dense window is the default for a large input only, and --no-dense-keys turns it off', async () => {
   const file = path.join(tmp, 'small.csv');
   fs.writeFileSync(file, 'user_id,amount\n' + Array.from({ length: 5000 }, (_, k) => `${2000 + (k % 300)},${k % 97}.5`).join('\n') + '\n');
