@@ -14,7 +14,7 @@ import { resolveInputs } from './inputs.js';
 import { readSchema, type FileSchema } from './schema.js';
 import { MiB, defaultRangeSize, planRanges, queueOrder, taperRanges, type Range } from './split.js';
 import { rangeKey, scanTaskOf, type FlushTask, type RangeReject, type ScanOutput } from './scan.js';
-import { isEmptySegment, shardHeader, type DenseMergeTask, type DenseSplitOutput, type DenseSplitTask, type MergeOutput, type MergeTask, type SegmentRef } from './merge.js';
+import { isEmptySegment, type DenseMergeTask, type MergeOutput, type MergeTask, type SegmentRef } from './merge.js';
 import { parseFaults } from './faults.js';
 import { releaseShared } from './util/gc.js';
 import { F_DATE, F_QTY, denseWidthOf } from './table.js';
@@ -300,18 +300,7 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
     // every key in dense rows (no section holds one): one sweep of the window per worker writes a
     // group of shards, instead of one pass per shard over rows spread across the whole window
     const denseOnly = dense.length > 0 && partials.every((o) => shardIndexes.every((p) => isEmptySegment(spill.ref(o, p))));
-    // with 2 or more workers on an otherwise idle pool, each worker merges a part of the window's
-    // rows into every shard (merge.ts, DenseSplitTask); else, or when that fails, each writes a
-    // group of shards
-    const split =
-      denseOnly && pool.workers > 1 && pool.busy === 0
-        ? await mergeDenseSplitJob(pool, { dense, shards, flags, scale, qscale, dateHasTime, files: shardFiles.map((f) => output.file(f)), scratch: output.file('_merge') }, job.signal, (n) => (retries += n))
-        : undefined;
-    for (const m of split ?? []) {
-      merged[m.partition] = m;
-      progress.emit('merge', ++mergedCount, shards);
-    }
-    const groups = denseOnly && !split ? Math.min(pool.workers, shards) : 0;
+    const groups = denseOnly ? Math.min(pool.workers, shards) : 0;
     await runAll(
       Array.from({ length: groups }, (_, g) => g),
       async (g) => {
@@ -409,61 +398,6 @@ export async function runAggregate(options: AggregateOptions, command: 'aggregat
     endedJobs.push(jobId);
     if (endedJobs.length > 16) endedJobs.shift();
   }
-}
-
-/**
- * The dense merge split by window rows (merge.ts, DenseSplitTask): one part per worker, all
- * started at once, one attempt each. Resolves to the shards' outputs once every part has written
- * its pieces and the shards are renamed into place; or, when a part failed (counted by
- * `onFailed`), to undefined, its temporary files removed, for the caller to merge the classic way.
- */
-async function mergeDenseSplitJob(
-  pool: SegflowPool,
-  o: { dense: DenseSegment[]; shards: number; flags: number; scale: number; qscale: number; dateHasTime: boolean; files: string[]; scratch: string },
-  signal: AbortSignal,
-  onFailed: (parts: number) => void,
-): Promise<MergeOutput[] | undefined> {
-  const G = pool.workers;
-  const P = o.shards;
-  fs.mkdirSync(o.scratch, { recursive: true });
-  const tmpFiles = o.files.map((f) => path.join(o.scratch, `${path.basename(f)}.split.tmp`));
-  const sizes = new SharedArrayBuffer(8 * G * P);
-  const barrier = new SharedArrayBuffer(8);
-  const b = new Int32Array(barrier);
-  const results = await Promise.allSettled(
-    Array.from({ length: G }, (_, g) => {
-      const task: DenseSplitTask = { partitions: P, part: g, parts: G, tmpFiles, dense: o.dense, flags: o.flags, scale: o.scale, qscale: o.qscale, dateHasTime: o.dateHasTime, sizes, barrier, waitMs: 10_000 };
-      return pool.run<DenseSplitOutput>('merge', task, { signal, label: `dense rows, part ${g + 1} of ${G}`, attempts: 1 }).catch((err: unknown) => {
-        // a part that crashed cannot tell the others: they stop waiting for it now
-        Atomics.store(b, 1, 1);
-        Atomics.notify(b, 0);
-        throw err;
-      });
-    }),
-  );
-  if (signal.aborted) throw abortError();
-  const failed = results.filter((r) => r.status === 'rejected').length;
-  if (failed > 0) {
-    onFailed(failed);
-    for (const f of tmpFiles) fs.rmSync(f, { force: true });
-    return undefined;
-  }
-  const parts = results.map((r) => (r as PromiseFulfilledResult<DenseSplitOutput>).value).sort((x, y) => x.part - y.part);
-  const header = Buffer.byteLength(shardHeader(o.flags));
-  const out = tmpFiles.map((_, p): MergeOutput => {
-    const m = { partition: p, users: 0, rows: 0, total: 0n, quantity: 0n, bytes: header };
-    for (const part of parts) {
-      const s = part.shards[p];
-      m.users += s.users;
-      m.rows += s.rows;
-      m.total += BigInt(s.total);
-      m.quantity += BigInt(s.quantity);
-      m.bytes += s.bytes;
-    }
-    return { ...m, total: m.total.toString(), quantity: m.quantity.toString(), subPartitions: 1 };
-  });
-  tmpFiles.forEach((f, p) => fs.renameSync(f, o.files[p]));
-  return out;
 }
 
 /** The error for rejects over --max-bad-ratio, with the first reasons as examples. */

@@ -176,20 +176,15 @@ const CHUNK = 1 << 20;
 const spareChunks: Buffer[] = [];
 const SPARE_CHUNKS = 8;
 
-/**
- * Buffered writes to a file: rows are formatted straight into a reused chunk, never into strings.
- * A writer of no file (`null`) keeps every byte in memory instead, in `buf` (given, or a chunk),
- * which grows as needed: a piece of a split dense merge (mergeDenseSplit).
- */
+/** Buffered writes to a file: rows are formatted straight into a reused chunk, never into strings. */
 class ChunkWriter {
-  buf: Buffer;
+  buf = spareChunks.pop() ?? Buffer.allocUnsafe(CHUNK);
   pos = 0;
   /** Bytes flushed so far. */
   private flushed = 0;
   private readonly fd: number;
-  constructor(file: string | null, buf?: Buffer) {
-    this.fd = file === null ? -1 : fs.openSync(file, 'w');
-    this.buf = buf ?? spareChunks.pop() ?? Buffer.allocUnsafe(CHUNK);
+  constructor(file: string) {
+    this.fd = fs.openSync(file, 'w');
   }
 
   /** Bytes written so far (flushed or not). */
@@ -200,12 +195,6 @@ class ChunkWriter {
   /** Make room for `n` more contiguous bytes (flushing first when the chunk is short of them). */
   ensure(n: number): void {
     if (this.pos + n <= this.buf.length) return;
-    if (this.fd < 0) {
-      const b = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n));
-      this.buf.copy(b, 0, 0, this.pos);
-      this.buf = b;
-      return;
-    }
     this.flush();
     if (n > this.buf.length) this.buf = Buffer.allocUnsafe(n);
   }
@@ -749,124 +738,6 @@ export function mergeDenseGroup(task: DenseMergeTask): MergeOutput[] {
     for (const f of tmp) if (f) fs.rmSync(f, { force: true });
     throw err;
   }
-}
-
-/**
- * A dense merge split by window rows instead of by partitions (for 2 or more workers): part g of
- * `parts` sweeps the g-th equal part of the window's rows and formats its rows of every partition
- * in memory, then the parts exchange their piece sizes through shared memory and each writes its
- * pieces into every shard's temporary file at its place (after the header and the earlier parts'
- * pieces: the window's ids share their digit count, so value order is byte order and the pieces
- * follow one another). Split by partitions, every task swept the whole window and read every
- * worker's dense rows in full. The job runs the parts at once, one per worker, only on an idle
- * pool, each with one attempt: a part that fails, or that waits `waitMs` for the others, ends
- * them all (`barrier[1]`), and the job merges the classic way (DenseMergeTask) instead.
- */
-export interface DenseSplitTask {
-  partitions: number;
-  part: number;
-  parts: number;
-  /** Every shard's temporary file (the parts write into the same files). */
-  tmpFiles: string[];
-  dense: DenseSegment[];
-  flags: number;
-  scale: number;
-  qscale: number;
-  dateHasTime: boolean;
-  /** Float64[parts * partitions]: the bytes of part g's piece of partition p at g * partitions + p. */
-  sizes: SharedArrayBuffer;
-  /** Int32[2]: parts whose sizes are in; non-zero when the split failed. */
-  barrier: SharedArrayBuffer;
-  waitMs: number;
-  attempt?: number;
-}
-
-/** Part g's rows of each partition of a {@link DenseSplitTask}. */
-export interface DenseSplitOutput {
-  part: number;
-  shards: ShardPiece[];
-}
-
-/** One partition's rows in one part of the window. */
-export interface ShardPiece {
-  users: number;
-  rows: number;
-  total: string;
-  quantity: string;
-  bytes: number;
-}
-
-/** This thread's piece buffers, kept for its next split task (each grows to its largest piece). */
-const pieceBufs: Buffer[] = [];
-/** Piece buffers past this size in all are let go after the task. */
-const PIECE_KEEP = 64 * 1024 * 1024;
-
-/** Run a {@link DenseSplitTask}. */
-export function mergeDenseSplit(task: DenseSplitTask): DenseSplitOutput {
-  heldShared();
-  const P = task.partitions;
-  const G = task.parts;
-  const g = task.part;
-  const sizes = new Float64Array(task.sizes);
-  const barrier = new Int32Array(task.barrier);
-  const fail = (why: string): never => {
-    Atomics.store(barrier, 1, 1);
-    Atomics.notify(barrier, 0);
-    throw new SegflowError('ERR_INTERNAL', `dense merge part ${g + 1} of ${G}: ${why}`);
-  };
-  if (Atomics.load(barrier, 1) !== 0) fail('another part failed');
-  let outs: ChunkWriter[] = [];
-  try {
-    const range = denseRange(task.dense);
-    const parts = densePartsOf(task.dense[0], P, range);
-    const n = range.to - range.from;
-    const mine = { from: range.from + Math.floor((g * n) / G), to: range.from + Math.floor(((g + 1) * n) / G) };
-    outs = Array.from({ length: P }, (_, p) => new ChunkWriter(null, pieceBufs[p] ?? Buffer.allocUnsafe(CHUNK)));
-    const rows = mergeDense(task.dense, parts, mine, outs, task.flags, task.scale, task.qscale, task.dateHasTime);
-    for (let p = 0; p < P; p++) sizes[g * P + p] = outs[p].pos;
-    // wait for every part's sizes (or for a part's failure)
-    if (Atomics.add(barrier, 0, 1) + 1 >= G) Atomics.notify(barrier, 0);
-    const until = Date.now() + task.waitMs;
-    for (;;) {
-      const v = Atomics.load(barrier, 0);
-      if (Atomics.load(barrier, 1) !== 0) fail('another part failed');
-      if (v >= G) break;
-      const left = until - Date.now();
-      if (left <= 0) fail(`the other parts did not come within ${task.waitMs} ms`);
-      Atomics.wait(barrier, 0, v, Math.min(left, 100));
-    }
-    const header = Buffer.from(shardHeader(task.flags));
-    for (let p = 0; p < P; p++) {
-      let at = header.length;
-      for (let k = 0; k < g; k++) at += sizes[k * P + p];
-      const fd = fs.openSync(task.tmpFiles[p], fs.constants.O_WRONLY | fs.constants.O_CREAT, 0o644);
-      try {
-        if (g === 0) writeAll(fd, header, header.length, 0);
-        writeAll(fd, outs[p].buf, outs[p].pos, at);
-      } finally {
-        fs.closeSync(fd);
-      }
-    }
-    return {
-      part: g,
-      shards: rows.map((r, p) => ({ users: r.users, rows: r.totals.rows, total: r.totals.total.toString(), quantity: r.totals.quantity.toString(), bytes: outs[p].pos })),
-    };
-  } catch (err) {
-    Atomics.store(barrier, 1, 1);
-    Atomics.notify(barrier, 0);
-    throw err;
-  } finally {
-    // keep the (grown) buffers for this thread's next split, unless they hold too much
-    const held = outs.reduce((s, o) => s + o.buf.length, 0);
-    if (held <= PIECE_KEEP) outs.forEach((o, p) => (pieceBufs[p] = o.buf));
-    else pieceBufs.length = 0;
-  }
-}
-
-/** Write buf[0, len) at `position` of fd. */
-function writeAll(fd: number, buf: Buffer, len: number, position: number): void {
-  let off = 0;
-  while (off < len) off += fs.writeSync(fd, buf, off, len - off, position + off);
 }
 
 /** The integer-key merge's table, kept by a worker between its merge tasks. */

@@ -52,8 +52,6 @@ export interface RunTaskOptions {
   onRetry?: (attempt: number, error: Error) => void;
   /** Milliseconds per attempt (overrides the pool's `taskTimeoutMs`). */
   timeoutMs?: number;
-  /** Attempts for this task (default and most: the pool's). */
-  attempts?: number;
 }
 
 /** The number of cores this process may use. */
@@ -119,11 +117,6 @@ export class SegflowPool {
     this.#piscina.on('error', () => {});
   }
 
-  /** Tasks running or waiting for a worker (every job's). */
-  get busy(): number {
-    return this.#running + this.#waiting.length;
-  }
-
   /** Tasks waiting for a worker. */
   get queueSize(): number {
     return this.#waiting.length + this.#piscina.queueSize;
@@ -173,9 +166,8 @@ export class SegflowPool {
     const signal = options.signal;
     const timeoutMs = options.timeoutMs ?? this.taskTimeoutMs;
     if (signal && getMaxListeners(signal) < this.workers + 10) setMaxListeners(this.workers + 10, signal);
-    const attempts = Math.min(this.attempts, options.attempts ?? this.attempts);
     let lastError: Error | undefined;
-    for (let attempt = 1; attempt <= attempts; attempt++) {
+    for (let attempt = 1; attempt <= this.attempts; attempt++) {
       if (signal?.aborted || this.#closed) throw abortError();
       const body = typeof payload === 'function' ? (payload as (a: number) => unknown)(attempt) : payload;
       // one controller per attempt: the job's signal or this attempt's timeout stops it
@@ -199,7 +191,7 @@ export class SegflowPool {
       } catch (err) {
         if (signal?.aborted || this.#closed) throw abortError();
         lastError = timedOut ? new Error(`timed out after ${timeoutMs} ms (the worker was stopped)`) : describeWorkerError(err);
-        if (attempt < attempts) options.onRetry?.(attempt, lastError);
+        if (attempt < this.attempts) options.onRetry?.(attempt, lastError);
         continue;
       } finally {
         if (timer) clearTimeout(timer);
@@ -209,13 +201,13 @@ export class SegflowPool {
       const error = fromFailure(result);
       if (error.code !== 'ERR_INTERNAL') throw error;
       lastError = error;
-      if (attempt < attempts) options.onRetry?.(attempt, lastError);
+      if (attempt < this.attempts) options.onRetry?.(attempt, lastError);
     }
     const label = options.label ? `${name} task ${options.label}` : `${name} task`;
     throw new SegflowError(
       'ERR_TASK_FAILED',
-      `${label} failed after ${attempts} attempts; last error: ${lastError?.message ?? 'unknown'}`,
-      { task: name, label: options.label, attempts, lastError: lastError?.message },
+      `${label} failed after ${this.attempts} attempts; last error: ${lastError?.message ?? 'unknown'}`,
+      { task: name, label: options.label, attempts: this.attempts, lastError: lastError?.message },
     );
   }
 
