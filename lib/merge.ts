@@ -580,21 +580,21 @@ function mergeDense(
   const dw = denseWidthOf(flags);
   for (const s of segs) if (s.base !== base || s.span !== span || s.width !== dw) throw new SegflowError('ERR_INTERNAL', 'dense segments of different windows or row layouts');
   const views = segs.map((s) => new Float64Array(s.buf));
+  const ints = segs.map((s) => new Int32Array(s.buf));
   const row = new Float64Array(w);
-  // a lean dense row (count and low limb, table.ts denseWidthOf) read as a slot row
-  const lean = dw === 2 ? new Float64Array(w) : undefined;
+  // a lean dense row (an int32 count and total, table.ts denseWidthOf) read as a slot row
+  const lean = dw === 1 ? new Float64Array(w) : undefined;
   // per partition: users, rows, total lo, hi, quantity lo, hi
   const acc = outs.map(() => new Float64Array(6));
   const fixed = 8 + 2 + 5 * 64 + 2 * (scale + qscale) + 16;
-  // the usual rows: count and total only (lean dense rows: no high limb), every segment at the
-  // job's places, one or two segments (two low limbs, each within 2^51, add up exactly, and so
-  // does the running total's)
-  const plain = lean !== undefined && segs.length <= 2 && segs.every((s) => s.scale === scale);
+  // the usual rows: count and total only (lean dense rows), every segment at the job's places
+  // (int32 totals: those of up to 2^22 segments add up exactly in a double)
+  const plain = lean !== undefined && segs.every((s) => s.scale === scale);
   const from = range.from | 0;
   const to = range.to | 0;
   if (plain) {
     const t = new Float64Array(outs.length * 6);
-    sweepPlain(views[0], views[views.length - 1], views.length > 1, parts, outs.map((o) => o ?? null), t, from, to, base, scale, fixed);
+    sweepPlain(ints, parts, outs.map((o) => o ?? null), t, from, to, base, scale, fixed);
     return outs.map((_, p) => shardRows(t.subarray(p * 6, p * 6 + 6)));
   }
   for (let i = from; i < to; i++) {
@@ -606,7 +606,7 @@ function mergeDense(
     let any = false;
     for (let k = 0; k < views.length; k++) {
       const v = views[k];
-      if (v[rb + COUNT] === 0) continue;
+      if (lean ? ints[k][2 * i] === 0 : v[rb + COUNT] === 0) continue;
       if (!any) {
         any = true;
         row.fill(0);
@@ -616,8 +616,8 @@ function mergeDense(
         }
       }
       if (lean) {
-        lean[COUNT] = v[rb + COUNT];
-        lean[SUM] = v[rb + SUM];
+        lean[COUNT] = ints[k][2 * i];
+        lean[SUM] = ints[k][2 * i + 1];
         addRow(row, 0, lean, 0, segs[k], shape);
       } else addRow(row, 0, v, rb, segs[k], shape);
     }
@@ -639,17 +639,15 @@ function mergeDense(
 const shardRows = (a: Float64Array): ShardRows => ({ users: a[0], totals: { rows: a[1], total: limbsToBig(a[2], a[3]), quantity: limbsToBig(a[4], a[5]) } });
 
 /**
- * The usual dense merge (mergeDense's `plain` rows): lean rows (count, total's low limb) at the
- * job's places in one or two segments (`two`: add b's rows to a's), printed as
+ * The usual dense merge (mergeDense's `plain` rows): lean rows (an int32 count and total, row i at
+ * 2i of each segment's Int32Array) at the job's places, added across the segments and printed as
  * `key,count,total`. Typed arrays and numbers only, so that its loop keeps its optimized code from
  * one job to the next: the same loop inside mergeDense read arrays of objects whose maps changed
  * between jobs, and each job compiled it again (20-60 ms on a V8 helper thread, trace-deopt:
  * 'wrong map' on loop entry). `acc` gets 6 numbers per partition (see mergeDense).
  */
 function sweepPlain(
-  a: Float64Array,
-  b: Float64Array,
-  two: boolean,
+  segs: Int32Array[],
   parts: Uint16Array,
   outs: (ChunkWriter | null)[],
   acc: Float64Array,
@@ -663,11 +661,14 @@ function sweepPlain(
     const p = parts[i];
     const out = outs[p];
     if (out === null) continue;
-    // the row base: a dense row's fields sit at the slot row offsets from it (scan-table.ts)
-    const rb = i * 2 - 1;
-    const c = two ? a[rb + COUNT] + b[rb + COUNT] : a[rb + COUNT];
+    let c = 0;
+    let lo = 0;
+    for (let k = 0; k < segs.length; k++) {
+      const v = segs[k];
+      c += v[2 * i];
+      lo += v[2 * i + 1];
+    }
     if (c === 0) continue;
-    const lo = two ? a[rb + SUM] + b[rb + SUM] : a[rb + SUM];
     const o = p * 6;
     acc[o]++;
     acc[o + 1] += c;

@@ -106,14 +106,17 @@ export function returnDense(seg: DenseSegment): void {
  */
 export function denseSection(seg: DenseSegment, p: number, parts: Uint16Array, flags: number): Section {
   const rows = new Float64Array(seg.buf);
+  const ints = new Int32Array(seg.buf);
   const dw = seg.width;
+  // a row's count: its first double, or a lean row's first int32 (table.ts, denseWidthOf)
+  const any = (i: number): boolean => (dw === 1 ? ints[2 * i] !== 0 : rows[i * dw] !== 0);
   let n = 0;
-  for (let i = seg.from; i < seg.to; i++) if (parts[i] === p && rows[i * dw] !== 0) n++;
+  for (let i = seg.from; i < seg.to; i++) if (parts[i] === p && any(i)) n++;
   const digits = digitCount(seg.base);
   // a section row is a slot row: the key, then the dense row's fields
   const w = layout(flags).width;
   const v = allocSection(n, n * digits, flags, seg.scale, seg.qscale, w);
-  for (let i = seg.from; i < seg.to; i++) if (parts[i] === p && rows[i * dw] !== 0) putDenseRow(v, seg.base + i, digits, rows, i * dw - 1, dw, w);
+  for (let i = seg.from; i < seg.to; i++) if (parts[i] === p && any(i)) putDenseRow(v, seg.base + i, digits, rows, ints, i, dw, w);
   return decodeSection(v.buf);
 }
 

@@ -20,7 +20,7 @@
  * parts). At the end of the scan the array itself goes to the merge (no encoding); only when the
  * table is emitted some other way are its dense rows encoded as ordinary section rows.
  */
-import { denseWidthOf, finalizeHash, layout, partitionOf } from './table.js';
+import { LEAN_MAX, denseWidthOf, finalizeHash, layout, partitionOf } from './table.js';
 import { LIMB_MAX, POW10, addBig, addExact, rescaleLimbs } from './util/exact.js';
 
 /** Rows of a batch are visited in order of the top SORT_BITS bits of their slot. */
@@ -177,11 +177,14 @@ export class ScanTable {
   readonly dEnd: number;
   /**
    * Doubles per dense row: a slot row without its key (`width - 1`), or, for the usual layout
-   * (count and total only), just the count and the total's low limb (`denseLean`, see
-   * {@link denseWidthOf}): a total that would pass the low limb moves to the hash parts.
+   * (count and total only), one double holding an int32 count and an int32 total (`denseLean`,
+   * read through {@link denseInts}; see {@link denseWidthOf}): a total that would pass int32 moves
+   * to the hash parts.
    */
   readonly denseWidth: number;
   private readonly denseLean: boolean;
+  /** The dense rows as an Int32Array (lean rows: count at 2i, total at 2i + 1). */
+  private denseInts: Int32Array | undefined;
   /**
    * The dense rows, in shared memory (handed to the merge as they are). Row i starts at
    * i * denseWidth; its fields sit at the slot row offsets (COUNT, SUM, qtyOff, dateOff) from the
@@ -250,7 +253,7 @@ export class ScanTable {
     this.stagePer = stageRows;
     this.window = window;
     this.denseWidth = denseWidthOf(flags);
-    this.denseLean = this.denseWidth === 2;
+    this.denseLean = this.denseWidth === 1;
     this.dBase = window ? window.base : Infinity;
     this.dEnd = window ? window.base + window.span : -Infinity;
     let shift = 0;
@@ -273,6 +276,7 @@ export class ScanTable {
         this.dense = d;
         this.dTouched.fill(1);
       } else this.dense = new Float64Array(new SharedArrayBuffer(want * 8));
+      this.denseInts = new Int32Array(this.dense.buffer);
       this.dstage = takeStage(this.qtyOff >= 0, this.dateOff >= 0, true);
     }
   }
@@ -356,6 +360,7 @@ export class ScanTable {
     const d = this.dense;
     if (!d || this.denseKeys === 0) return undefined;
     this.dense = undefined;
+    this.denseInts = undefined;
     this.denseKeys = 0;
     const lease = new SharedArrayBuffer(4);
     // the rows that may be non-zero: the slices that got rows
@@ -520,13 +525,13 @@ export class ScanTable {
     if (!cells || this.denseKeys === 0) return;
     const dw = this.denseWidth;
     if (this.denseLean) {
-      // one limb: a total that no longer fits it moves to the hash parts (already at the new places)
+      // int32: a total that no longer fits moves to the hash parts (already at the new places)
+      const ints = this.denseInts!;
       const f = POW10[d];
-      for (let i = 0, rb = -1, n = this.window!.span; i < n; i++, rb += dw) {
-        const c = cells[rb + COUNT];
-        if (c === 0) continue;
-        const v = cells[rb + SUM] * f;
-        if (v <= LIMB_MAX && v >= -LIMB_MAX) cells[rb + SUM] = v;
+      for (let i = 0, n = this.window!.span; i < n; i++) {
+        if (ints[2 * i] === 0) continue;
+        const v = ints[2 * i + 1] * f;
+        if (v <= LEAN_MAX && v >= -LEAN_MAX - 1) ints[2 * i + 1] = v;
         else this.spillDense(i, d);
       }
       return;
@@ -539,18 +544,17 @@ export class ScanTable {
    * and zero it; returns the part row's offset (the merge adds the key's rows of both kinds).
    */
   private spillDense(idx: number, d = 0): number {
-    const cells = this.dense!;
+    const ints = this.denseInts!;
     const num = this.dBase + idx;
     const h = hashOfInteger(num);
     const o2 = this.findInt(h, num);
     const pc = this.parts[h >>> PART_SHIFT].cells;
-    const o = idx * 2 - 1;
-    const c = cells[o + COUNT];
+    const c = ints[2 * idx];
     if (c !== 0) {
       pc[o2 + COUNT] += c;
-      addScaled(pc, o2 + SUM, cells[o + SUM], 0, d);
-      cells[o + COUNT] = 0;
-      cells[o + SUM] = 0;
+      addScaled(pc, o2 + SUM, ints[2 * idx + 1], 0, d);
+      ints[2 * idx] = 0;
+      ints[2 * idx + 1] = 0;
       this.denseKeys--;
     }
     return o2;
@@ -725,31 +729,34 @@ export class ScanTable {
     this.noteSlice(si);
     if (this.dTouched[si] === 0) this.touchSlice(si);
     else if (cnt * 16 >= sliceRows) {
+      // (one read a cache line; lean rows read as int32: as doubles they may be subnormal)
       let sink = 0;
-      const sliceEnd = Math.min(cells.length, (si + 1) * sliceRows * dw);
-      for (let k = si * sliceRows * dw; k < sliceEnd; k += 8) sink += cells[k];
+      const ints = this.denseInts!;
+      const sliceEnd = Math.min(ints.length, (si + 1) * sliceRows * dw * 2);
+      for (let k = si * sliceRows * dw * 2; k < sliceEnd; k += 16) sink += ints[k];
       this.sink = sink;
     }
     const end = from + cnt;
     if (this.denseLean) {
+      const ints = this.denseInts!;
       const sM = st.m;
       const sDp = st.dp;
       for (let i = from; i < end; i++) {
-        const o = sIdx[i] * 2 - 1;
-        const c = cells[o + COUNT];
+        const k = sIdx[i] * 2;
+        const c = ints[k];
         const dp = sDp[i];
         const mv = sM[i];
         const v = dp === scale ? mv : mv * POW10[scale - dp];
-        const lo = cells[o + SUM] + v;
-        if (v > LIMB_MAX || v < -LIMB_MAX || lo > LIMB_MAX || lo < -LIMB_MAX) {
-          // past one limb: the key's row moves to the hash parts, which fold this row exactly
+        const lo = ints[k + 1] + v;
+        if (v > LEAN_MAX || v < -LEAN_MAX - 1 || lo > LEAN_MAX || lo < -LEAN_MAX - 1 || c === LEAN_MAX) {
+          // past int32: the key's row moves to the hash parts, which fold this row exactly
           const o2 = this.spillDense(sIdx[i]);
           addStaged(this.parts[hashOfInteger(this.dBase + sIdx[i]) >>> PART_SHIFT].cells, o2, st, i, scale, qscale, -1, -1);
           continue;
         }
         if (c === 0) this.denseKeys++;
-        cells[o + COUNT] = c + 1;
-        cells[o + SUM] = lo;
+        ints[k] = c + 1;
+        ints[k + 1] = lo;
       }
       return;
     }
@@ -953,9 +960,12 @@ export class ScanTable {
       }
     }
     const dw = this.denseWidth;
+    const lean = this.denseLean;
+    const ints = this.denseInts;
+    const denseEmpty = (i: number): boolean => (lean ? ints![2 * i] === 0 : dense![i * dw] === 0);
     if (dense) {
-      for (let i = 0, rb = -1; i < win.span; i++, rb += dw) {
-        if (dense[rb + COUNT] === 0) continue;
+      for (let i = 0; i < win.span; i++) {
+        if (denseEmpty(i)) continue;
         counts[dparts![i]]++;
         bytes[dparts![i]] += digits;
       }
@@ -1007,21 +1017,24 @@ export class ScanTable {
       }
     }
     if (!dense) return;
-    for (let i = 0, rb = -1; i < win.span; i++, rb += dw) if (dense[rb + COUNT] !== 0) putDenseRow(writers[dparts![i]], win.base + i, digits, dense, rb, dw, w);
+    for (let i = 0; i < win.span; i++) if (!denseEmpty(i)) putDenseRow(writers[dparts![i]], win.base + i, digits, dense, ints!, i, dw, w);
   }
 }
 
 /**
- * Write the dense row of key `num` (`digits` digits; its `dw` fields at rows[rb + 1 ...], see
- * ScanTable.dense) as the next row of section writer v, whose rows are `w` wide. A lean row has no
- * high limb: it stays 0 in the section's fresh memory.
+ * Write dense row i, the row of key `num` (`digits` digits; see ScanTable.dense: `dw` doubles a
+ * row of `rows`, or a lean row's two int32 of `ints`, the same memory, when dw is 1), as the next row of section writer v, whose rows
+ * are `w` wide. A lean row has no high limb: it stays 0 in the section's fresh memory.
  */
-export function putDenseRow(v: SectionWriter, num: number, digits: number, rows: Float64Array, rb: number, dw: number, w: number): void {
+export function putDenseRow(v: SectionWriter, num: number, digits: number, rows: Float64Array, ints: Int32Array, i: number, dw: number, w: number): void {
   const j = v.i++;
   v.h[j] = hashOfInteger(num);
   const d = j * w;
   v.a[d + NUM] = num;
-  for (let k = 1; k <= dw; k++) v.a[d + k] = rows[rb + k];
+  if (dw === 1) {
+    v.a[d + COUNT] = ints[2 * i];
+    v.a[d + SUM] = ints[2 * i + 1];
+  } else for (let k = 1; k <= dw; k++) v.a[d + k] = rows[i * dw - 1 + k];
   putDigits(v.b, v.kb, num, digits);
   v.kb += digits;
   v.k[j] = v.kb;

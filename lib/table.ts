@@ -36,13 +36,20 @@ export function layout(flags: number): { width: number; qty: number; dmin: numbe
 
 /**
  * Doubles per dense row (scan-table.ts): a slot row without its key. The usual layout (count and
- * total, nothing else) also leaves out the total's high limb: a dense row never holds one (a
- * total that would need it moves to the hash parts), so its rows are 16 bytes instead of 24.
+ * total, nothing else) packs its row into one double's 8 bytes instead: two int32, the count at
+ * 2i and the total at 2i + 1 of the rows' Int32Array (a lean row, {@link leanCount}); a total that
+ * would pass int32 moves to the hash parts. So its rows are 8 bytes instead of 24.
  */
 export function denseWidthOf(flags: number): number {
   const w = layout(flags).width;
-  return w === 4 ? 2 : w - 1;
+  return w === 4 ? 1 : w - 1;
 }
+
+/** The largest (and, negated and minus one, the smallest) total of a lean dense row. */
+export const LEAN_MAX = 0x7fffffff;
+
+/** The count of lean dense row i (`ints`: the rows as an Int32Array); its total is at 2i + 1. */
+export const leanCount = (ints: Int32Array, i: number): number => ints[2 * i];
 
 /** 32-bit FNV-1a over bytes followed by murmur3's finaliser; the same for every path. */
 export function hashBytes(src: Uint8Array, start: number, end: number): number {

@@ -197,6 +197,38 @@ test('lean dense rows: totals past one limb, and places added later, move to the
   }
 });
 
+test('lean dense rows hold int32 totals: sums that cross 2^31 either way move to the hash parts exactly', async () => {
+  // 50 users, 40,000 rows of amounts near 10^8 (some users only negative ones): each total passes
+  // 2^31 many times over, in rows folded one by one, in the merge of two workers' rows, and when
+  // two decimal places arrive late (the rescale multiplies every total by 100)
+  const rnd = new Random(31);
+  for (const late of [false, true]) {
+    const lines = ['user_id,amount'];
+    for (let r = 0; r < 40000; r++) {
+      const id = 500000 + rnd.int(50);
+      const sign = id % 5 === 0 ? '-' : '';
+      const amount = late && r > 30000 && rnd.next() < 0.5 ? `${sign}${rnd.int(2000000)}.${String(rnd.int(100)).padStart(2, '0')}` : `${sign}${90000000 + rnd.int(20000000)}`;
+      lines.push(`${id},${amount}`);
+    }
+    const file = path.join(tmp, `int32-${late}.csv`);
+    fs.writeFileSync(file, lines.join('\n') + '\n');
+    const want = referenceAggregate(file, 'user_id', 'amount');
+    const ref = path.join(tmp, `int32-ref-${late}`);
+    await aggregate({ input: file, out: ref, pool: pool1, force: true, denseKeys: false });
+    const got = readShards(ref).users;
+    for (const [k, u] of want.users) assert.is(got.get(k)?.total, fmt(u.total, want.scale), `total of ${k}`);
+    for (const [pool, rangeSize] of [
+      [pool1, 4096],
+      [pool2, 997],
+    ] as const) {
+      const out = path.join(tmp, `int32-${late}-${pool.workers}`);
+      const s = await aggregate({ input: file, out, pool, rangeSize, force: true, denseKeys: true });
+      assert.ok(s.denseKeys, 'a dense window');
+      assertSameOutput(out, ref, `differs (${pool.workers} workers, decimals late: ${late})`);
+    }
+  }
+});
+
 test("a worker's dense rows are zero again for its next job: only the slices a job wrote are cleared", async () => {
   // the same window for all three files (their sampled ids reach the same ends), so each job
   // reuses the array the last one handed back: A writes every slice, B only the ends, then A again
