@@ -74,8 +74,9 @@ export function encodeScanTable(table: ScanTable, partitions: number, withDense 
 
 /**
  * A held scan table's dense rows as they leave the scan (scan-table.ts, DenseWindow): row i is key
- * base + i, `width` doubles (a section row without its key: count, sums, ...), at the places
- * `scale`/`qscale`; a row whose count is 0 is no key.
+ * base + i, `width` doubles (a section row without its key: count, sums, ...), or with `width` 1
+ * a lean row, an int32 count and an int32 total at 2i and 2i + 1 of the rows as an Int32Array
+ * (table.ts, denseWidthOf), at the places `scale`/`qscale`; a row whose count is 0 is no key.
  */
 export interface DenseSegment {
   buf: SharedArrayBuffer;

@@ -188,7 +188,8 @@ export class ScanTable {
   /**
    * The dense rows, in shared memory (handed to the merge as they are). Row i starts at
    * i * denseWidth; its fields sit at the slot row offsets (COUNT, SUM, qtyOff, dateOff) from the
-   * row base i * denseWidth - 1, so the same offsets serve both kinds of row.
+   * row base i * denseWidth - 1, so the same offsets serve both kinds of row. Lean rows are read
+   * through {@link denseInts} instead.
    */
   dense: Float64Array | undefined;
   /** Dense keys seen (rows whose count is not 0). */
