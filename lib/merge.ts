@@ -178,13 +178,14 @@ const SPARE_CHUNKS = 8;
 
 /** Buffered writes to a file: rows are formatted straight into a reused chunk, never into strings. */
 class ChunkWriter {
-  buf = spareChunks.pop() ?? Buffer.allocUnsafe(CHUNK);
+  buf: Buffer;
   pos = 0;
   /** Bytes flushed so far. */
   private flushed = 0;
   private readonly fd: number;
   constructor(file: string) {
     this.fd = fs.openSync(file, 'w');
+    this.buf = spareChunks.pop() ?? Buffer.allocUnsafe(CHUNK);
   }
 
   /** Bytes written so far (flushed or not). */
@@ -588,7 +589,7 @@ function mergeDense(
   const acc = outs.map(() => new Float64Array(6));
   const fixed = 8 + 2 + 5 * 64 + 2 * (scale + qscale) + 16;
   // the usual rows: count and total only (lean dense rows), every segment at the job's places
-  // (int32 totals: those of up to 2^22 segments add up exactly in a double)
+  // (int32 totals: those of up to 2^20 segments add up within addExact's 2^51)
   const plain = lean !== undefined && segs.every((s) => s.scale === scale);
   const from = range.from | 0;
   const to = range.to | 0;

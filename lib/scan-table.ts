@@ -110,7 +110,7 @@ let spareStage: Stage | undefined;
  * the job returns them, the next dense table of the same size reuses the memory (zeroed), instead
  * of faulting in fresh pages.
  */
-let lentDense: { rows: Float64Array; lease: Int32Array; from: number; to: number } | undefined;
+let lentDense: { rows: Float64Array; lease: Int32Array; from: number; to: number; width: number } | undefined;
 /** The dense keys' stage: `hash` holds the row index, `num` is unused. */
 let spareDenseStage: Stage | undefined;
 
@@ -270,8 +270,9 @@ export class ScanTable {
         lentDense = undefined;
         d = lent.rows;
         // only the rows of the slices that got rows were written (every write notes its slice,
-        // and the merge reads no others either): 30 of the 38 MB on the 1 GiB file
-        d.fill(0, lent.from * this.denseWidth, lent.to * this.denseWidth);
+        // and the merge reads no others either), rows of the width they were written with (the
+        // same memory may come back for rows of another width: 5 doubles with a quantity, 1 lean)
+        d.fill(0, lent.from * lent.width, Math.min(d.length, lent.to * lent.width));
       }
       if (d && d.length === want) {
         this.dense = d;
@@ -367,7 +368,7 @@ export class ScanTable {
     // the rows that may be non-zero: the slices that got rows
     const from = this.dSliceLo << this.dShift;
     const to = Math.min(this.window!.span, (this.dSliceHi + 1) << this.dShift);
-    lentDense = { rows: d, lease: new Int32Array(lease), from, to };
+    lentDense = { rows: d, lease: new Int32Array(lease), from, to, width: this.denseWidth };
     this.dSliceLo = DENSE_SLICES;
     this.dSliceHi = -1;
     return { rows: d, lease, from, to };

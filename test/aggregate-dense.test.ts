@@ -260,6 +260,29 @@ test("a worker's dense rows are zero again for its next job: only the slices a j
   assert.equal(windows[2], windows[0], 'the same window (the array is reused)');
 });
 
+test('a dense array reused for rows of another width is cleared over all it held', async () => {
+  // job A has a quantity column (5 doubles a row) and a window of 9,000 ids; job B's lean rows (1
+  // double) have a window of 45,000: the same 45,000 doubles, so B reuses A's array
+  const rnd = new Random(12345);
+  const a = ['user_id,amount,quantity'];
+  for (let r = 0; r < 40000; r++) a.push(`${r % 3 === 0 ? 1000 : r % 3 === 1 ? 9999 : 1000 + rnd.int(9000)},${1 + rnd.int(100000)},${1 + rnd.int(50)}`);
+  const b = ['user_id,amount'];
+  for (let r = 0; r < 80000; r++) b.push(`${r % 3 === 0 ? 10000 : r % 3 === 1 ? 45180 : 10000 + rnd.int(35181)},${1 + rnd.int(1000)}`);
+  const fa = path.join(tmp, 'width-a.csv');
+  const fb = path.join(tmp, 'width-b.csv');
+  fs.writeFileSync(fa, a.join('\n') + '\n');
+  fs.writeFileSync(fb, b.join('\n') + '\n');
+  const ref = path.join(tmp, 'width-ref');
+  await aggregate({ input: fb, out: ref, pool: pool1, force: true, denseKeys: false });
+  const sa = await aggregate({ input: fa, out: path.join(tmp, 'width-a'), pool: pool1, quantityCol: 'quantity', rangeSize: 64 * 1024, force: true, denseKeys: true });
+  const out = path.join(tmp, 'width-b');
+  const sb = await aggregate({ input: fb, out, pool: pool1, rangeSize: 64 * 1024, force: true, denseKeys: true });
+  // the case needs windows of these sizes (9,000 rows of 5 doubles, 45,000 of 1)
+  assert.equal(sa.denseKeys, { first: 1000, last: 9999 });
+  assert.is(sb.denseKeys!.last - sb.denseKeys!.first + 1, 45000);
+  assertSameOutput(out, ref, 'job B differs');
+});
+
 test('the dense window is the default for a large input only, and --no-dense-keys turns it off', async () => {
   const file = path.join(tmp, 'small.csv');
   fs.writeFileSync(file, 'user_id,amount\n' + Array.from({ length: 5000 }, (_, k) => `${2000 + (k % 300)},${k % 97}.5`).join('\n') + '\n');
