@@ -658,33 +658,60 @@ function sweepPlain(
   scale: number,
   fixed: number,
 ): void {
-  for (let i = from; i < to; i++) {
-    const p = parts[i];
-    const out = outs[p];
-    if (out === null) continue;
-    let c = 0;
-    let lo = 0;
-    for (let k = 0; k < segs.length; k++) {
-      const v = segs[k];
-      c += v[2 * i];
-      lo += v[2 * i + 1];
+  // a task that writes some of the partitions takes its rows block by block: first their indexes,
+  // without a branch (a row of another partition is written over by the next), then the rows.
+  // Skipping the others in the sweep was a branch taken at random for every row (half of them
+  // with 2 workers): 4 shards of 8 took 75-78 ms, all 8 took 123-128 ms
+  const mine = sweepMine.length >= outs.length ? sweepMine : (sweepMine = new Uint8Array(outs.length));
+  let all = true;
+  for (let p = 0; p < outs.length; p++) {
+    mine[p] = outs[p] === null ? 0 : 1;
+    if (outs[p] === null) all = false;
+  }
+  const idx = sweepBlock;
+  for (let b = from; b < to; b += SWEEP_BLOCK) {
+    const e = Math.min(to, b + SWEEP_BLOCK);
+    let n = e - b;
+    if (!all) {
+      n = 0;
+      for (let i = b; i < e; i++) {
+        idx[n] = i;
+        n += mine[parts[i]];
+      }
     }
-    if (c === 0) continue;
-    const o = p * 6;
-    acc[o]++;
-    acc[o + 1] += c;
-    out.ensure(fixed);
-    const buf = out.buf;
-    let q = putUint(buf, out.pos, base + i);
-    buf[q++] = 44;
-    q = putUint(buf, q, c);
-    buf[q++] = 44;
-    q = putLimbs(buf, q, lo, 0, scale);
-    buf[q++] = 10;
-    out.pos = q;
-    addExact(acc, o + 2, lo);
+    for (let j = 0; j < n; j++) {
+      const i = all ? b + j : idx[j];
+      const p = parts[i];
+      let c = 0;
+      let lo = 0;
+      for (let k = 0; k < segs.length; k++) {
+        const v = segs[k];
+        c += v[2 * i];
+        lo += v[2 * i + 1];
+      }
+      if (c === 0) continue;
+      const out = outs[p]!;
+      const o = p * 6;
+      acc[o]++;
+      acc[o + 1] += c;
+      out.ensure(fixed);
+      const buf = out.buf;
+      let q = putUint(buf, out.pos, base + i);
+      buf[q++] = 44;
+      q = putUint(buf, q, c);
+      buf[q++] = 44;
+      q = putLimbs(buf, q, lo, 0, scale);
+      buf[q++] = 10;
+      out.pos = q;
+      addExact(acc, o + 2, lo);
+    }
   }
 }
+
+/** Rows per block of {@link sweepPlain}, its block of row indexes, and its partitions of a task. */
+const SWEEP_BLOCK = 4096;
+const sweepBlock = new Int32Array(SWEEP_BLOCK);
+let sweepMine = new Uint8Array(0);
 
 /**
  * A merge task for partitions whose keys are all in dense segments (no section holds a row): one
