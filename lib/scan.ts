@@ -18,7 +18,7 @@ import { encodeScanTable, type DenseSegment } from './partial.js';
 import { EMPTY, INVALID, OK, TOO_PRECISE, parseDate, parseDecimal, type ParseOut } from './util/bytes.js';
 import { MAX_SCALE } from './util/exact.js';
 import { SegflowError } from './errors.js';
-import { KERNEL_MAX_FIELDS, RECORD, kernelOwner, lineKernel, type LineKernel } from './kernel/lines.js';
+import { KERNEL_MAX_FIELDS, KERNEL_READ_AREA, RECORD, kernelOwner, lineKernel, type LineKernel } from './kernel/lines.js';
 
 /** The delimiter value that means "runs of blanks" (whitespace-separated text). */
 export const WHITESPACE = -1;
@@ -204,8 +204,13 @@ function takeBatch(): BatchArrays {
   );
 }
 
-/** A reused read buffer per thread. */
+/**
+ * A reused read buffer per thread: in the line kernel's memory when there is one and the size fits
+ * (the kernel then scans the bytes where they were read, without copying them in).
+ */
 function readBuffer(size: number): Buffer {
+  const k = lineKernel();
+  if (k && size <= KERNEL_READ_AREA) return k.readArea(size);
   if (!sharedBuffer || sharedBuffer.length < size) sharedBuffer = Buffer.allocUnsafe(size);
   return sharedBuffer;
 }

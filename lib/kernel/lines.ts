@@ -1,8 +1,9 @@
 /**
  * The scan's line kernel: lines.wat (WebAssembly, 128-bit SIMD) finds the lines of a buffer and
  * the bounds of the wanted fields sixteen bytes at a time, where the JavaScript loop
- * (scan.ts, plainLine) reads four. The scanner copies a piece of its read buffer into the
- * kernel's memory (a memcpy: about a twentieth of the time the kernel saves); the kernel hands a
+ * (scan.ts, plainLine) reads four. The scanner reads the file into the kernel's memory
+ * ({@link LineKernel.readArea}), where the kernel scans it in place; a buffer of the scanner's own
+ * (a record past the read area's size) is copied in piece by piece instead. The kernel hands a
  * line whose key is in the dense window and whose amount it read over as three numbers (a direct
  * row, staged by ScanTable.stageDenseRun), and writes a record for any other line, whose fields
  * the scanner then parses as before (RangeScanner.kernelLines).
@@ -37,6 +38,9 @@ const OUT_OFF = AREA_OFF + AREA + 64;
 const DIRECT_ROW_OFF = OUT_OFF + KERNEL_MAX_LINES * RECORD * 4;
 const DIRECT_M_OFF = DIRECT_ROW_OFF + KERNEL_MAX_LINES * 4;
 const DIRECT_DP_OFF = DIRECT_M_OFF + KERNEL_MAX_LINES * 8;
+const READ_OFF = 4 << 20;
+/** Bytes of the read buffer in the kernel's memory (64 more follow it: `scan` reads 16-byte blocks). */
+export const KERNEL_READ_AREA = 2 << 20;
 
 type ScanFn = (p: number, to: number, out: number, max: number, bias: number, stop: number, delim: number, nf: number, fc: number, dBase: number, dEnd: number) => number;
 
@@ -57,6 +61,7 @@ export class LineKernel {
   emptyCount = 0;
   maxDp = 0;
   private readonly mem: Buffer;
+  private readonly memory: ArrayBuffer;
   private readonly i32: Int32Array;
   private readonly scanFn: ScanFn;
   private readonly g: Record<'rest' | 'direct' | 'lines' | 'empty' | 'maxdp', WebAssembly.Global>;
@@ -65,6 +70,8 @@ export class LineKernel {
   constructor(instance: WebAssembly.Instance) {
     const memory = instance.exports.memory as WebAssembly.Memory;
     this.mem = Buffer.from(memory.buffer);
+    this.memory = memory.buffer;
+    if (this.memory.byteLength < READ_OFF + KERNEL_READ_AREA + 64) throw new Error('line kernel: memory too small for its read area');
     this.i32 = new Int32Array(memory.buffer);
     this.out = new Int32Array(memory.buffer, OUT_OFF, KERNEL_MAX_LINES * RECORD);
     this.values = new Float64Array(memory.buffer, OUT_OFF, (KERNEL_MAX_LINES * RECORD) / 2);
@@ -100,11 +107,22 @@ export class LineKernel {
    * window rows being int32).
    */
   lines(buf: Buffer, pos: number, lim: number, stop: number, delim: number, nf: number, fc: number, dBase = Infinity, dEnd = -Infinity): number {
-    const len = Math.min(lim - pos, AREA);
-    buf.copy(this.mem, AREA_OFF, pos, pos + len);
-    const bias = pos - AREA_OFF;
+    let at: number;
+    let len: number;
+    let bias: number;
+    if (buf.buffer === this.memory) {
+      // the read area (readArea): scanned in place; buffer position = memory address - byteOffset
+      at = buf.byteOffset + pos;
+      len = lim - pos;
+      bias = -buf.byteOffset;
+    } else {
+      len = Math.min(lim - pos, AREA);
+      buf.copy(this.mem, AREA_OFF, pos, pos + len);
+      at = AREA_OFF;
+      bias = pos - AREA_OFF;
+    }
     const s = stop - bias;
-    const n = this.scanFn(AREA_OFF, AREA_OFF + len, OUT_OFF, KERNEL_MAX_LINES, bias, s < 0 ? 0 : s > 0x7fffffff ? 0x7fffffff : s, delim, nf, fc, dBase, dEnd);
+    const n = this.scanFn(at, at + len, OUT_OFF, KERNEL_MAX_LINES, bias, s < 0 ? 0 : s > 0x7fffffff ? 0x7fffffff : s, delim, nf, fc, dBase, dEnd);
     const g = this.g;
     this.next = (g.rest.value as number) + bias;
     this.direct = g.direct.value as number;
@@ -112,6 +130,14 @@ export class LineKernel {
     this.emptyCount = g.empty.value as number;
     this.maxDp = g.maxdp.value as number;
     return n;
+  }
+
+  /**
+   * A read buffer of `size` bytes (at most {@link KERNEL_READ_AREA}) in the kernel's memory, which
+   * {@link lines} scans without copying it. The same memory each call: one reader at a time.
+   */
+  readArea(size: number): Buffer {
+    return Buffer.from(this.memory, READ_OFF, size);
   }
 }
 

@@ -25,9 +25,11 @@
 ;; 1024 WANT (i32 per field index f: the slot field f fills, or -1; fields 0..nf);
 ;; 20480 NB (i32 per f < nf: the first delimiter index >= f that ends or starts a wanted field);
 ;; the caller's input area from 65536, the records from 1114176, DIRECT from 3473472: window
-;; rows (i32), amounts at 3604544 (f64), places at 3866688 (i32), 32768 each (lines.ts).
+;; rows (i32), amounts at 3604544 (f64), places at 3866688 (i32), 32768 each; from 4194304 the
+;; scanner's read buffer (2 MiB and 64 bytes: `scan` may read a block past `to`), which `scan`
+;; reads in place (lines.ts).
 (module
-  (memory (export "memory") 64)
+  (memory (export "memory") 97)
   (global $rest (export "rest") (mut i32) (i32.const 0))
   (global $direct (export "direct") (mut i32) (i32.const 0))
   (global $lines (export "lines") (mut i32) (i32.const 0))
