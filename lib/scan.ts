@@ -209,11 +209,18 @@ function takeBatch(): BatchArrays {
  * (the kernel then scans the bytes where they were read, without copying them in).
  */
 function readBuffer(size: number): Buffer {
+  // the buffer is as long as the longest this thread has asked for or grown to, in the kernel's
+  // memory or not: where a line too long for it is cut (and rejected) must not depend on which
+  // path reads it
+  readSize = Math.max(readSize, size);
   const k = lineKernel();
-  if (k && size <= KERNEL_READ_AREA) return k.readArea(size);
-  if (!sharedBuffer || sharedBuffer.length < size) sharedBuffer = Buffer.allocUnsafe(size);
+  if (k && readSize <= KERNEL_READ_AREA) return k.readArea(readSize);
+  if (!sharedBuffer || sharedBuffer.length < readSize) sharedBuffer = Buffer.allocUnsafe(readSize);
   return sharedBuffer;
 }
+
+/** The length of this thread's read buffer (readBuffer). */
+let readSize = 0;
 
 /** Just the {@link ScanSchema} fields of a schema (a FileSchema carries more than a task needs). */
 export function scanSchemaOf(s: ScanSchema): ScanSchema {
@@ -441,6 +448,8 @@ function growBuffer(buf: Buffer, carry: number, task: ScanTask): Buffer {
   const bigger = Buffer.allocUnsafe(buf.length * 2);
   buf.copy(bigger, 0, 0, carry);
   if (sharedBuffer === buf) sharedBuffer = bigger;
+  // (the thread's next read buffers are this long too, in the kernel's memory or not)
+  readSize = Math.max(readSize, bigger.length);
   return bigger;
 }
 

@@ -13,6 +13,7 @@ import path from 'node:path';
 import { aggregate, SegflowPool } from '../lib/index.js';
 import { Random } from '../lib/util/random.js';
 import { fmt, readShards, referenceAggregate } from './helpers/reference.js';
+import { assertSameOutput } from './helpers/output.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'segflow-exact-'));
 const pool2 = new SegflowPool({ workers: 2 });
@@ -167,6 +168,40 @@ test('quote-free lines with any one-byte delimiter, field layout and alignment e
       const rejects = fs.readFileSync(path.join(out, 'rejects.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
       assert.equal(rejects.map((r) => r.line), ref.rejectLines, `${ctx}: reject line numbers`);
     }
+  }
+});
+
+test('lines between 1 and 2 MiB: the line kernel and the JavaScript loop reject the same ones', async () => {
+  // whether a line past --max-record-bytes (1 MiB) is cut off depends on the read buffer's
+  // length, which grows for such a line: both paths must read with buffers of the same length
+  // (the kernel's lives in its own memory)
+  const file = path.join(tmp, 'long-lines.csv');
+  const parts = ['user_id,amount,note\n'];
+  for (let round = 0; round < 6; round++) {
+    parts.push(`${100 + round},5,${'b'.repeat(1_500_000)}\n`);
+    for (let r = 0, bytes = 0; bytes < 700_000; r++) {
+      const line = `${2 + (r % 50)},1,zz\n`;
+      parts.push(line);
+      bytes += line.length;
+    }
+  }
+  fs.writeFileSync(file, parts.join(''));
+  // (a fresh worker: its read buffer starts at its first size)
+  const fresh = new SegflowPool({ workers: 1 });
+  try {
+    const outs: string[] = [];
+    for (const kernel of ['simd', 'js']) {
+      if (kernel === 'js') process.env.SEGFLOW_KERNEL = 'js';
+      const out = path.join(tmp, `long-lines-${kernel}`);
+      await aggregate({ input: file, out, pool: fresh, rangeSize: 2_000_000, force: true }).finally(() => {
+        delete process.env.SEGFLOW_KERNEL;
+      });
+      outs.push(out);
+    }
+    assertSameOutput(outs[0], outs[1], 'the kernel and the JavaScript loop differ');
+    assert.equal(fs.readFileSync(path.join(outs[0], 'rejects.jsonl'), 'utf8'), fs.readFileSync(path.join(outs[1], 'rejects.jsonl'), 'utf8'));
+  } finally {
+    await fresh.destroy();
   }
 });
 
