@@ -16,7 +16,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { KeyTable, COUNT, SUM, denseWidthOf, layout } from './table.js';
+import { KeyTable, COUNT, SUM, denseCount, denseWidthOf, layout } from './table.js';
 import { EMPTY_SECTION_BYTES, decodeSection, denseSection, type DenseSegment, type Section } from './partial.js';
 import { csvField, shardHeader, sortedIds } from './shard.js';
 import { POW10, addExact, addLimbs, formatScaled, limbsToBig } from './util/exact.js';
@@ -585,8 +585,6 @@ function mergeDense(
   const row = new Float64Array(w);
   // a lean dense row (an int32 count and total, table.ts denseWidthOf) read as a slot row
   const lean = dw === 1 ? new Float64Array(w) : undefined;
-  // per partition: users, rows, total lo, hi, quantity lo, hi
-  const acc = outs.map(() => new Float64Array(6));
   const fixed = 8 + 2 + 5 * 64 + 2 * (scale + qscale) + 16;
   // the usual rows: count and total only (lean dense rows), every segment at the job's places
   // (int32 totals: those of up to 2^20 segments add up within addExact's 2^51)
@@ -598,6 +596,8 @@ function mergeDense(
     sweepPlain(ints, parts, outs.map((o) => o ?? null), t, from, to, base, scale, fixed);
     return outs.map((_, p) => shardRows(t.subarray(p * 6, p * 6 + 6)));
   }
+  // per partition: users, rows, total lo, hi, quantity lo, hi
+  const acc = outs.map(() => new Float64Array(6));
   for (let i = from; i < to; i++) {
     const out = outs[parts[i]];
     if (out === undefined) continue;
@@ -607,7 +607,7 @@ function mergeDense(
     let any = false;
     for (let k = 0; k < views.length; k++) {
       const v = views[k];
-      if (lean ? ints[k][2 * i] === 0 : v[rb + COUNT] === 0) continue;
+      if (denseCount(v, ints[k], i, dw) === 0) continue;
       if (!any) {
         any = true;
         row.fill(0);
@@ -666,7 +666,7 @@ function sweepPlain(
   let all = true;
   for (let p = 0; p < outs.length; p++) {
     mine[p] = outs[p] === null ? 0 : 1;
-    if (outs[p] === null) all = false;
+    all &&= mine[p] === 1;
   }
   const idx = sweepBlock;
   for (let b = from; b < to; b += SWEEP_BLOCK) {

@@ -10,7 +10,7 @@
  *   Uint32[n] key ends into the key bytes (padded to 8 bytes)
  *   Uint8[keyBytes] key bytes
  */
-import { KeyTable, layout, partitionOf } from './table.js';
+import { KeyTable, denseCount, layout, partitionOf } from './table.js';
 import { digitCount, putDenseRow, type ScanTable, type SectionWriter } from './scan-table.js';
 import { SegflowError } from './errors.js';
 
@@ -109,8 +109,7 @@ export function denseSection(seg: DenseSegment, p: number, parts: Uint16Array, f
   const rows = new Float64Array(seg.buf);
   const ints = new Int32Array(seg.buf);
   const dw = seg.width;
-  // a row's count: its first double, or a lean row's first int32 (table.ts, denseWidthOf)
-  const any = (i: number): boolean => (dw === 1 ? ints[2 * i] !== 0 : rows[i * dw] !== 0);
+  const any = (i: number): boolean => denseCount(rows, ints, i, dw) !== 0;
   let n = 0;
   for (let i = seg.from; i < seg.to; i++) if (parts[i] === p && any(i)) n++;
   const digits = digitCount(seg.base);

@@ -20,7 +20,7 @@
  * parts). At the end of the scan the array itself goes to the merge (no encoding); only when the
  * table is emitted some other way are its dense rows encoded as ordinary section rows.
  */
-import { LEAN_MAX, denseWidthOf, finalizeHash, layout, partitionOf } from './table.js';
+import { LEAN_MAX, denseCount, denseWidthOf, finalizeHash, fitsLean, layout, partitionOf } from './table.js';
 import { LIMB_MAX, POW10, addBig, addExact, rescaleLimbs } from './util/exact.js';
 
 /** Rows of a batch are visited in order of the top SORT_BITS bits of their slot. */
@@ -345,7 +345,10 @@ export class ScanTable {
       this.dstage.fill.fill(0);
       spareDenseStage = this.dstage;
     }
-    if (this.dense && this.denseKeys > 0) this.dense.fill(0, (this.dSliceLo << this.dShift) * this.denseWidth, Math.min(this.window!.span, (this.dSliceHi + 1) << this.dShift) * this.denseWidth);
+    if (this.dense && this.denseKeys > 0) {
+      const { from, to } = this.notedRows();
+      this.dense.fill(0, from * this.denseWidth, to * this.denseWidth);
+    }
     this.denseKeys = 0;
     this.dSliceLo = DENSE_SLICES;
     this.dSliceHi = -1;
@@ -365,13 +368,17 @@ export class ScanTable {
     this.denseInts = undefined;
     this.denseKeys = 0;
     const lease = new SharedArrayBuffer(4);
-    // the rows that may be non-zero: the slices that got rows
-    const from = this.dSliceLo << this.dShift;
-    const to = Math.min(this.window!.span, (this.dSliceHi + 1) << this.dShift);
+    const { from, to } = this.notedRows();
     lentDense = { rows: d, lease: new Int32Array(lease), from, to, width: this.denseWidth };
     this.dSliceLo = DENSE_SLICES;
     this.dSliceHi = -1;
     return { rows: d, lease, from, to };
+  }
+
+  /** The rows that may be non-zero: those of the slices that got rows ([from, to), empty when none). */
+  private notedRows(): { from: number; to: number } {
+    const from = this.dSliceLo << this.dShift;
+    return { from, to: Math.max(from, Math.min(this.window!.span, (this.dSliceHi + 1) << this.dShift)) };
   }
 
   /** Note that slice si got rows. */
@@ -533,7 +540,7 @@ export class ScanTable {
       for (let i = 0, n = this.window!.span; i < n; i++) {
         if (ints[2 * i] === 0) continue;
         const v = ints[2 * i + 1] * f;
-        if (v <= LEAN_MAX && v >= -LEAN_MAX - 1) ints[2 * i + 1] = v;
+        if (fitsLean(v)) ints[2 * i + 1] = v;
         else this.spillDense(i, d);
       }
       return;
@@ -750,7 +757,7 @@ export class ScanTable {
         const mv = sM[i];
         const v = dp === scale ? mv : mv * POW10[scale - dp];
         const lo = ints[k + 1] + v;
-        if (v > LEAN_MAX || v < -LEAN_MAX - 1 || lo > LEAN_MAX || lo < -LEAN_MAX - 1 || c === LEAN_MAX) {
+        if (!fitsLean(v) || !fitsLean(lo) || c === LEAN_MAX) {
           // past int32: the key's row moves to the hash parts, which fold this row exactly
           const o2 = this.spillDense(sIdx[i]);
           addStaged(this.parts[hashOfInteger(this.dBase + sIdx[i]) >>> PART_SHIFT].cells, o2, st, i, scale, qscale, -1, -1);
@@ -962,9 +969,8 @@ export class ScanTable {
       }
     }
     const dw = this.denseWidth;
-    const lean = this.denseLean;
     const ints = this.denseInts;
-    const denseEmpty = (i: number): boolean => (lean ? ints![2 * i] === 0 : dense![i * dw] === 0);
+    const denseEmpty = (i: number): boolean => denseCount(dense!, ints!, i, dw) === 0;
     if (dense) {
       for (let i = 0; i < win.span; i++) {
         if (denseEmpty(i)) continue;

@@ -37,7 +37,7 @@ export function layout(flags: number): { width: number; qty: number; dmin: numbe
 /**
  * Doubles per dense row (scan-table.ts): a slot row without its key. The usual layout (count and
  * total, nothing else) packs its row into one double's 8 bytes instead: two int32, the count at
- * 2i and the total at 2i + 1 of the rows' Int32Array (a lean row, {@link leanCount}); a total that
+ * 2i and the total at 2i + 1 of the rows' Int32Array (a lean row, {@link denseCount}); a total that
  * would pass int32 moves to the hash parts. So its rows are 8 bytes instead of 24.
  */
 export function denseWidthOf(flags: number): number {
@@ -45,11 +45,17 @@ export function denseWidthOf(flags: number): number {
   return w === 4 ? 1 : w - 1;
 }
 
-/** The largest (and, negated and minus one, the smallest) total of a lean dense row. */
+/** The largest (and, negated and minus one, the smallest) total or count of a lean dense row. */
 export const LEAN_MAX = 0x7fffffff;
 
-/** The count of lean dense row i (`ints`: the rows as an Int32Array); its total is at 2i + 1. */
-export const leanCount = (ints: Int32Array, i: number): number => ints[2 * i];
+/** A lean dense row can hold x (an integer total): it lies in int32. */
+export const fitsLean = (x: number): boolean => x <= LEAN_MAX && x >= -LEAN_MAX - 1;
+
+/**
+ * The count of dense row i of rows `dw` doubles wide (0: no key): its first double, or a lean
+ * row's first int32 (`ints`: the same memory as an Int32Array).
+ */
+export const denseCount = (rows: Float64Array, ints: Int32Array, i: number, dw: number): number => (dw === 1 ? ints[2 * i] : rows[i * dw]);
 
 /** 32-bit FNV-1a over bytes followed by murmur3's finaliser; the same for every path. */
 export function hashBytes(src: Uint8Array, start: number, end: number): number {
