@@ -626,6 +626,8 @@ class RangeScanner {
     // the next quote byte at or after p (to: none in the buffer): lines before it take the plain
     // CSV loop, which then need not look for quotes byte by byte
     let quoteAt = -1;
+    // the start of the next line longer than maxRecord bytes at or after p (to: none in the buffer)
+    let longAt = -1;
     const csv = !json && this.delim !== WHITESPACE;
     while (p < to) {
       if (base + p >= end) {
@@ -639,15 +641,22 @@ class RangeScanner {
           quoteAt = buf.indexOf(QUOTE, p);
           if (quoteAt === -1 || quoteAt > to) quoteAt = to;
         }
+        let lim = quoteAt;
+        if (to - p > this.maxRecord) {
+          // a buffer that may hold a whole line longer than the limit (it grew for one): such a
+          // line goes to the general path, which rejects it, as it would in any other buffer
+          if (longAt < p) longAt = this.longLineAt(buf, p, to);
+          if (longAt < lim) lim = longAt;
+        }
         if (this.kernel !== null) {
           // the lines before the quote, by the kernel; the line it could not take goes on below
-          const after = this.kernelLines(buf, p, quoteAt, base);
+          const after = this.kernelLines(buf, p, lim, base);
           if (after !== p) {
             p = after;
             continue;
           }
         }
-        const next = this.plainLine(buf, p, quoteAt, base);
+        const next = this.plainLine(buf, p, lim, base);
         if (next >= 0) {
           p = next;
           continue;
@@ -665,6 +674,14 @@ class RangeScanner {
         }
         if (!eof) break;
         nl = to;
+      }
+      if (nl - p > this.maxRecord) {
+        // a whole line longer than the limit: rejected by its length, whatever the buffer's size
+        this.recordLine = this.newlines;
+        this.reject(buf, p, nl, base, `line longer than ${this.maxRecord} bytes`);
+        if (nl < to) this.newlines++;
+        p = nl + 1;
+        continue;
       }
       let ce = nl;
       if (ce > p && buf[ce - 1] === CR) ce--;
@@ -692,6 +709,22 @@ class RangeScanner {
     if (p >= to && eof) this.finishAt(base + to);
     this.flush(buf);
     return Math.min(p, to);
+  }
+
+  /**
+   * The start of the first line in buf[p, to) longer than maxRecord bytes before its newline, or
+   * `to`. p is a line start. A line at q is short enough when a newline lies in [q, q + maxRecord],
+   * so each step looks back from q + maxRecord for the last newline and goes on after it.
+   */
+  private longLineAt(buf: Buffer, p: number, to: number): number {
+    const max = this.maxRecord;
+    let q = p;
+    while (to - q > max) {
+      const nl = buf.lastIndexOf(NL, q + max);
+      if (nl < q) return q;
+      q = nl + 1;
+    }
+    return to;
   }
 
   private finishAt(abs: number): void {

@@ -10,6 +10,7 @@ import * as assert from 'uvu/assert';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { aggregate, SegflowPool } from '../lib/index.js';
 import { Random } from '../lib/util/random.js';
 import { fmt, readShards, referenceAggregate } from './helpers/reference.js';
@@ -290,6 +291,59 @@ test('a line longer than the record limit is rejected, and the next lines are re
     const r = JSON.parse(fs.readFileSync(path.join(out, 'rejects.jsonl'), 'utf8'));
     assert.is(r.line, 3);
     assert.is(r.reason, 'line longer than 1048576 bytes');
+  }
+});
+
+test('a line is rejected by its own length, whatever read buffer holds it or held lines before', async () => {
+  // lines of exactly the limit and just past it, and of 1.5, 1.9 and 2.5 MiB, at varied offsets
+  // in the read buffer; the same verdicts on a fresh pool and on pools whose buffers grew for a
+  // 20 MB line (the previous test), for each worker count and range size
+  const limit = 1 << 20;
+  const line = (user: number, len: number): string => {
+    const head = `${user},1.25,`;
+    return head + 'x'.repeat(len - head.length) + '\n';
+  };
+  const lens = [limit, limit + 1, 1.5 * limit, 1.9 * limit, 2.5 * limit, limit - 1];
+  let body = 'user_id,amount,note\n';
+  const expected: { line: number; user: number }[] = [];
+  let lineNo = 1;
+  let counted = 0;
+  lens.forEach((len, i) => {
+    // short lines before each long one, a different number each time
+    for (let k = 0; k < 1000 * (i + 1) + 37 * i; k++) {
+      body += `${100 + i},0.5,n\n`;
+      lineNo++;
+      counted++;
+    }
+    body += line(i + 1, len);
+    lineNo++;
+    if (len > limit) expected.push({ line: lineNo, user: i + 1 });
+    else counted++;
+  });
+  const file = path.join(tmp, 'near-limit.csv');
+  fs.writeFileSync(file, body);
+  const gz = path.join(tmp, 'near-limit.csv.gz');
+  fs.writeFileSync(gz, zlib.gzipSync(body));
+  const fresh = new SegflowPool({ workers: 1 });
+  try {
+    for (const pool of [fresh, pool1, pool2]) {
+      for (const rangeSize of [64 << 20, 1_000_000, 300_000, 0]) {
+        // (0: the gzip file, read whole)
+        const input = rangeSize === 0 ? gz : file;
+        const out = path.join(tmp, `near-${pool.workers}-${rangeSize}`);
+        const s = await aggregate({ input, out, pool, force: true, rangeSize: rangeSize || undefined, shards: 1 });
+        const what = `${pool === fresh ? 'fresh pool' : `${pool.workers} workers`}, ${rangeSize ? `ranges of ${rangeSize}` : 'gzip'}`;
+        assert.equal(s.rows, { read: counted + expected.length, counted, rejected: expected.length, emptyLines: 0 }, what);
+        const rejects = fs.readFileSync(path.join(out, 'rejects.jsonl'), 'utf8').trim().split('\n').map((x) => JSON.parse(x));
+        assert.equal(rejects.map((r) => r.line), expected.map((e) => e.line), what);
+        for (const r of rejects) assert.is(r.reason, 'line longer than 1048576 bytes', what);
+        const users = fs.readFileSync(path.join(out, 'users-00000-of-00001.csv'), 'utf8');
+        assert.ok(users.includes('\n1,1,1.25\n') && users.includes('\n6,1,1.25\n'), `${what}: the lines of the limit and under it are counted`);
+        for (const e of expected) assert.not.ok(users.includes(`\n${e.user},`), `${what}: user ${e.user}'s only line is rejected`);
+      }
+    }
+  } finally {
+    await fresh.destroy();
   }
 });
 
