@@ -127,8 +127,17 @@ export async function benchWorkers(o: BenchOptions): Promise<BenchResult> {
 
 /** The bench table for people. */
 export function benchTable(r: BenchResult): string {
-  const head = ['workers', 'median s', 'MB/s', 'speedup', 'efficiency'];
-  const rows = r.rows.map((x) => [String(x.workers), x.seconds.toFixed(3), x.mbPerSec.toFixed(1), `${x.speedup.toFixed(2)}x`, `${(100 * x.efficiency).toFixed(0)}%`]);
+  // (the fastest and slowest run: on a shared machine a count's runs may fall in two groups, and
+  // the median then says which group most of them fell in)
+  const head = ['workers', 'median s', 'runs s', 'MB/s', 'speedup', 'efficiency'];
+  const rows = r.rows.map((x) => [
+    String(x.workers),
+    x.seconds.toFixed(3),
+    `${Math.min(...x.runs).toFixed(2)}-${Math.max(...x.runs).toFixed(2)}`,
+    x.mbPerSec.toFixed(1),
+    `${x.speedup.toFixed(2)}x`,
+    `${(100 * x.efficiency).toFixed(0)}%`,
+  ]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
   const line = (c: string[]): string => c.map((v, i) => v.padStart(widths[i])).join('  ');
   return [

@@ -23,6 +23,13 @@ test('worker counts take turns, round by round; medians, speedup and efficiency 
   assert.ok(Math.abs(r.rows[1].speedup - r.rows[0].seconds / r.rows[1].seconds) < 1e-12);
   assert.ok(Math.abs(r.rows[1].efficiency - r.rows[1].speedup / 2) < 1e-12);
   assert.is(r.warmup, 3, 'three untimed rounds by default');
+  // the table shows each count's median and its fastest and slowest run
+  const table = benchTable(r);
+  for (const row of r.rows) {
+    const spread = `${Math.min(...row.runs).toFixed(2)}-${Math.max(...row.runs).toFixed(2)}`;
+    const esc = (x: string): string => x.replace(/\./g, '\\.');
+    assert.match(table, new RegExp(`^\\s+${row.workers}\\s+${esc(row.seconds.toFixed(3))}\\s+${esc(spread)}\\s`, 'm'));
+  }
 });
 
 test('--warmup sets the untimed rounds; bad counts are usage errors', async () => {
