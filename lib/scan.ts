@@ -281,6 +281,18 @@ function dropHeld(key: string): void {
 
 /** Scan one range and return its partial aggregates (or keep them in the worker's held table). */
 export async function scanRange(task: ScanTask): Promise<ScanOutput> {
+  try {
+    return await scanRangeOf(task);
+  } catch (err) {
+    // an input error raised below the scanner (a sum past the exact range) names the file here
+    if (err instanceof SegflowError && err.code === 'ERR_BAD_INPUT' && err.details.file === undefined) {
+      throw new SegflowError(err.code, `${task.file} (bytes ${task.start}-${task.end}): ${err.message}`, { ...err.details, file: task.file });
+    }
+    throw err;
+  }
+}
+
+async function scanRangeOf(task: ScanTask): Promise<ScanOutput> {
   if (!(task.start >= 0) || !(task.end >= task.start)) {
     throw new SegflowError('ERR_INTERNAL', `bad range ${task.start}-${task.end} of ${task.file}`);
   }

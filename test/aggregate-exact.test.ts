@@ -294,6 +294,37 @@ test('a line longer than the record limit is rejected, and the next lines are re
   }
 });
 
+test('sums past 2^85 units stay exact for any worker count and range size; past the exact range the job fails and names the file', async () => {
+  // 18 places: 4e7 is 4e25 units, past 2^85 (3.9e25); 200 x (1e15 - 1) at 9 places is 2e26 units
+  const cases: [string, string, Record<string, string>][] = [
+    ['user_id,amount\n1,40000000\n1,0.000000000000000001\n', '1,2,40000000.000000000000000001', {}],
+    ['user_id,amount\n1,0.000000001\n' + '1,999999999999999\n'.repeat(200) + '2,-0.5\n' + '2,-999999999999999\n'.repeat(200), '1,201,199999999999999800.000000001\n2,201,-199999999999999800.500000000', {}],
+    ['CustomerID,UnitPrice,Quantity\n1,999999999999999,123456789012345\n', '1,1,123456789012344876543210987655,123456789012345', {}],
+  ];
+  for (const [i, [text, rows, cols]] of cases.entries()) {
+    const file = path.join(tmp, `wide-${i}.csv`);
+    fs.writeFileSync(file, text);
+    for (const [pool, rangeSize] of [[pool1, undefined], [pool2, 1000], [pool2, 64]] as const) {
+      const out = path.join(tmp, `wide-${i}-${pool.workers}-${rangeSize}`);
+      await aggregate({ input: file, out, pool, force: true, shards: 1, rangeSize, ...cols });
+      const got = fs.readFileSync(path.join(out, 'users-00000-of-00001.csv'), 'utf8').split('\n').slice(1).join('\n').trim();
+      assert.is(got, rows, `case ${i}, ${pool.workers} workers, ranges of ${rangeSize}`);
+    }
+  }
+  // 1e15 at 18 places is 1e33 units, past 2^103
+  const file = path.join(tmp, 'too-wide.csv');
+  fs.writeFileSync(file, 'user_id,amount\n1,0.000000000000000001\n2,999999999999999\n');
+  try {
+    await aggregate({ input: file, out: path.join(tmp, 'too-wide'), pool: pool2, force: true });
+    assert.unreachable('a sum past the exact range was accepted');
+  } catch (err) {
+    const e = err as { code?: string; message: string };
+    assert.is(e.code, 'ERR_BAD_INPUT');
+    assert.match(e.message, file);
+    assert.match(e.message, 'past the exact range');
+  }
+});
+
 test('a line is rejected by its own length, whatever read buffer holds it or held lines before', async () => {
   // lines of exactly the limit and just past it, and of 1.5, 1.9 and 2.5 MiB, at varied offsets
   // in the read buffer; the same verdicts on a fresh pool and on pools whose buffers grew for a

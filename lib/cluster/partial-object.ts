@@ -22,7 +22,8 @@ export type ScanMeta = Omit<ScanOutput, 'sections' | 'rejects'>;
 
 /** The index of a partial object. */
 export interface PartialIndex extends ScanMeta {
-  version: 1;
+  /** 2: a sum's high limb weighs 2^51 (util/exact.ts), 2^32 in version 1. */
+  version: 2;
   sections: SectionRef[];
   rejects: RangeReject[];
 }
@@ -67,7 +68,7 @@ export function encodePartial(out: ScanOutput): { pieces: Uint8Array[]; index: P
     if (padded > off) pieces.push(new Uint8Array(padded - off));
     off = padded;
   }
-  const index: PartialIndex = { version: 1, ...scanMeta(out), sections, rejects: out.rejects };
+  const index: PartialIndex = { version: 2, ...scanMeta(out), sections, rejects: out.rejects };
   const json = Buffer.from(JSON.stringify(index));
   pieces.push(json);
   const footer = Buffer.alloc(FOOTER);
@@ -93,6 +94,7 @@ export function decodeIndex(bytes: Uint8Array): PartialIndex {
   } catch {
     throw new SegflowError('ERR_INTERNAL', 'corrupt partial object (bad index)');
   }
-  if (index.version !== 1 || !Array.isArray(index.sections)) throw new SegflowError('ERR_INTERNAL', 'corrupt partial object (unknown index version)');
+  if (!Array.isArray(index.sections)) throw new SegflowError('ERR_INTERNAL', 'corrupt partial object (bad index)');
+  if (index.version !== 2) throw new SegflowError('ERR_INTERNAL', `partial object of version ${index.version}, this segflow reads version 2: run the same segflow on every machine`);
   return index;
 }

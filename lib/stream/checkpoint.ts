@@ -27,7 +27,8 @@ import type { ScanSchema } from '../scan.js';
 
 export const CHECKPOINT = 'checkpoint.msgpack';
 const FORMAT = 'segflow-stream-checkpoint';
-const VERSION = 2;
+// 3: a sum's high limb weighs 2^51 (util/exact.ts), 2^32 before
+const VERSION = 3;
 
 /** A persisted read position in one file. */
 export interface CursorRecord {

@@ -1,12 +1,28 @@
 /**
- * Exact decimal sums as scaled integers held in two float64 limbs: value = hi * 2^32 + lo, with
- * |lo| kept under 2^51 so every addition of a |v| <= 2^51 is exact. Totals are only turned into
- * BigInt at the end (once per user), never accumulated in binary floating point.
+ * Exact decimal sums as scaled integers held in two float64 limbs: value = hi * 2^51 + lo, with
+ * |lo| kept at most 2^51 so every addition of a |v| <= 2^51 is exact, and |hi| at most 2^52, so a
+ * sum is exact up to 2^103 (about 1.0e31) units of its last decimal place: 1.0e13 at 18 places,
+ * 1.0e29 at 2. A sum past that fails the job with a clear error instead of rounding. Totals are
+ * only turned into BigInt at the end (once per user), never accumulated in binary floating point.
  */
+import { SegflowError } from '../errors.js';
 
 /** |lo| above this is carried into hi. Also the largest |v| the fast add path accepts. */
 export const LIMB_MAX = 2 ** 51;
-const TWO32 = 2 ** 32;
+/** The weight of the high limb: value = hi * LIMB_BASE + lo. */
+export const LIMB_BASE = 2 ** 51;
+const BIG_BASE = BigInt(LIMB_BASE);
+/** The largest |hi|: the sum of two such limbs is still an exact float64 integer. */
+const HI_MAX = 2 ** 52;
+/** The largest exact sum, in units of its last decimal place. */
+export const EXACT_MAX = BigInt(HI_MAX) * BIG_BASE;
+
+function beyondExact(): never {
+  throw new SegflowError(
+    'ERR_BAD_INPUT',
+    'a user\'s total or quantity is past the exact range: sums are exact up to 2^103 units of their last decimal place (about 1.0e13 when some amount has 18 decimal places, 1.0e29 with 2)',
+  );
+}
 
 /** Powers of ten that are exact in float64. */
 export const POW10: Float64Array = (() => {
@@ -26,9 +42,11 @@ export const MAX_SCALE = 18;
 export function addExact(acc: Float64Array, i: number, v: number): void {
   let lo = acc[i] + v;
   if (lo > LIMB_MAX || lo < -LIMB_MAX) {
-    const c = Math.trunc(lo / TWO32);
-    acc[i + 1] += c;
-    lo -= c * TWO32;
+    const c = Math.trunc(lo / LIMB_BASE);
+    const hi = acc[i + 1] + c;
+    if (hi > HI_MAX || hi < -HI_MAX) beyondExact();
+    acc[i + 1] = hi;
+    lo -= c * LIMB_BASE;
   }
   acc[i] = lo;
 }
@@ -41,9 +59,9 @@ export function addBig(acc: Float64Array, i: number, v: bigint): void {
 
 /** Store a BigInt into two limbs. */
 export function setBig(acc: Float64Array, i: number, v: bigint): void {
-  const T = BigInt(TWO32);
-  const hi = v / T; // truncates toward zero
-  const lo = v - hi * T;
+  if (v > EXACT_MAX || v < -EXACT_MAX) beyondExact();
+  const hi = v / BIG_BASE; // truncates toward zero
+  const lo = v - hi * BIG_BASE;
   acc[i] = Number(lo);
   acc[i + 1] = Number(hi);
 }
@@ -51,7 +69,12 @@ export function setBig(acc: Float64Array, i: number, v: bigint): void {
 /** The exact value of two limbs. */
 export function limbsToBig(lo: number, hi: number): bigint {
   if (hi === 0) return BigInt(lo);
-  return BigInt(hi) * BigInt(TWO32) + BigInt(lo);
+  return BigInt(hi) * BIG_BASE + BigInt(lo);
+}
+
+/** The value of two limbs as the nearest float (a feature or a ratio, never a total). */
+export function limbsToFloat(lo: number, hi: number): number {
+  return hi === 0 ? lo : hi * LIMB_BASE + lo;
 }
 
 /** Multiply the limbs at acc[i] by 10^d exactly. */
@@ -69,7 +92,9 @@ export function rescaleLimbs(acc: Float64Array, i: number, d: number): void {
 export function addLimbs(acc: Float64Array, at: number, lo: number, hi: number, from: number, to: number): void {
   if (from === to) {
     addExact(acc, at, lo);
-    acc[at + 1] += hi;
+    const h = acc[at + 1] + hi;
+    if (h > HI_MAX || h < -HI_MAX) beyondExact();
+    acc[at + 1] = h;
     return;
   }
   const v = lo * POW10[to - from];
