@@ -10,6 +10,7 @@
  * integer key goes straight to its hash part's stage (scan-table.ts); rows of other keys go into
  * small typed arrays and are folded into the table in a second tight loop, in slot order.
  */
+import { isUtf8 } from 'node:buffer';
 import fs from 'node:fs';
 import zlib from 'node:zlib';
 import { F_QTY, F_DATE, hashBytes } from './table.js';
@@ -1222,6 +1223,9 @@ class RangeScanner {
     // its value when it is a plain integer (the hash comes later, when the key needs one)
     let num = ke - ks <= 15 ? plainDigits(src, ks, ke) : -1;
     if (src[ks] === 48 && ke - ks > 1) num = -1;
+    // an id is text: bytes that are not UTF-8 (a Latin-1 file) would print as other text, and two
+    // such ids as the same one
+    if (num < 0 && !utf8Key(src, ks, ke)) return this.reject(buf, p, ce, base, `user id is not valid UTF-8 (${names[0]})`);
     const out = this.out;
     // the amount: plain digits (the usual case) inline, anything else through parseDecimal
     const as = fs[1];
@@ -1357,6 +1361,13 @@ class RangeScanner {
  * The value of src[s, e) (at most 15 bytes) when they are all digits, else -1. Up to nine digits
  * in int32 arithmetic (a float multiply-add per digit is a longer dependency chain).
  */
+/** Whether the bytes [s, e) are UTF-8: ASCII checked here, the rest by Node's validator. */
+function utf8Key(src: Uint8Array, s: number, e: number): boolean {
+  let high = 0;
+  for (let i = s; i < e; i++) high |= src[i];
+  return high < 0x80 || isUtf8(src.subarray(s, e));
+}
+
 function plainDigits(src: Uint8Array, s: number, e: number): number {
   if (e - s <= 9) {
     let x = 0;

@@ -325,6 +325,45 @@ test('sums past 2^85 units stay exact for any worker count and range size; past 
   }
 });
 
+test('a user id that is not UTF-8 is rejected with its line; UTF-8 ids of any script are counted, byte for byte', async () => {
+  // Latin-1 ids (caf\xe9 and caf\xe8 would both print as caf\ufffd), plain and quoted, among valid ones
+  const ids = [Buffer.from('café'), Buffer.from([0x63, 0x61, 0x66, 0xe9]), Buffer.from([0x63, 0x61, 0x66, 0xe8]), Buffer.from('€'), Buffer.from([0x78, 0xe9, 0x78]), Buffer.from('😀x'), Buffer.from('42'), Buffer.from([0xc3])];
+  const rnd = new Random(11);
+  const parts: Buffer[] = [Buffer.from('user_id,amount\n')];
+  const bad: number[] = [];
+  const want = new Map<string, [number, number]>();
+  for (let line = 2; line < 3002; line++) {
+    const id = ids[rnd.int(ids.length)];
+    const quoted = rnd.int(4) === 0;
+    const cents = rnd.int(10000);
+    parts.push(quoted ? Buffer.concat([Buffer.from('"'), id, Buffer.from('"')]) : id, Buffer.from(`,${Math.floor(cents / 100)}.${String(cents % 100).padStart(2, '0')}\n`));
+    if (!Buffer.from(id.toString('utf8')).equals(id)) bad.push(line);
+    else {
+      const w = want.get(id.toString('utf8')) ?? [0, 0];
+      want.set(id.toString('utf8'), [w[0] + 1, w[1] + cents]);
+    }
+  }
+  const file = path.join(tmp, 'latin1-ids.csv');
+  fs.writeFileSync(file, Buffer.concat(parts));
+  const expected = Buffer.from(
+    'user_id,purchases,total\n' +
+      [...want]
+        .sort(([a], [b]) => Buffer.compare(Buffer.from(a), Buffer.from(b)))
+        .map(([k, [n, c]]) => `${k},${n},${Math.floor(c / 100)}.${String(c % 100).padStart(2, '0')}\n`)
+        .join(''),
+  );
+  for (const [pool, rangeSize] of [[pool1, undefined], [pool2, 4096], [pool2, 300]] as const) {
+    const out = path.join(tmp, `latin1-${pool.workers}-${rangeSize}`);
+    const s = await aggregate({ input: file, out, pool, force: true, shards: 1, rangeSize });
+    const what = `${pool.workers} workers, ranges of ${rangeSize}`;
+    assert.is(s.rows.rejected, bad.length, what);
+    const rejects = fs.readFileSync(path.join(out, 'rejects.jsonl'), 'utf8').trim().split('\n').map((x) => JSON.parse(x));
+    assert.equal(rejects.map((r) => r.line), bad, what);
+    for (const r of rejects) assert.is(r.reason, 'user id is not valid UTF-8 (user_id)', what);
+    assert.ok(fs.readFileSync(path.join(out, 'users-00000-of-00001.csv')).equals(expected), what);
+  }
+});
+
 test('a line is rejected by its own length, whatever read buffer holds it or held lines before', async () => {
   // lines of exactly the limit and just past it, and of 1.5, 1.9 and 2.5 MiB, at varied offsets
   // in the read buffer; the same verdicts on a fresh pool and on pools whose buffers grew for a
