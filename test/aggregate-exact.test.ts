@@ -270,6 +270,19 @@ test('price x quantity with decimals in both, and quantity / date columns', asyn
   assert.is(text, 'user_id,purchases,total,quantity,first_date,last_date\n7,2,3.175,-0.5,2010-12-01 08:45:00,2011-01-02 10:00:00\n8,1,3.000,3.0,2010-01-05 00:00:00,2010-01-05 00:00:00\n');
 });
 
+test('dates that are not on the calendar are rejected: day past the month, Feb 29 outside leap years', async () => {
+  const file = path.join(tmp, 'calendar.csv');
+  const good = ['2020-02-29', '2000-02-29', '2021-04-30', '1/31/2021', '20240229', '2021/12/31 23:59:59'];
+  const bad = ['2021-02-29', '1900-02-29', '2020-04-31', '2020-02-30', '2/30/2020', '20210229', '2021-06-31 10:00', '2021-00-10', '2021-13-01', '2021-01-00'];
+  fs.writeFileSync(file, 'user_id,amount,date\n' + [...good, ...bad].map((d, i) => `${i < good.length ? 1 : 2},1,${d}\n`).join(''));
+  const out = path.join(tmp, 'calendar-out');
+  const s = await aggregate({ input: file, out, pool: pool1, force: true, shards: 1, dateCol: 'date' });
+  assert.equal(s.rows, { read: good.length + bad.length, counted: good.length, rejected: bad.length, emptyLines: 0 });
+  const rejects = fs.readFileSync(path.join(out, 'rejects.jsonl'), 'utf8').trim().split('\n').map((x) => JSON.parse(x));
+  assert.equal(rejects.map((r) => r.line), bad.map((_, i) => good.length + i + 2));
+  for (const r of rejects) assert.match(r.reason, 'date is not a date');
+});
+
 test('semicolon files may use a decimal comma; a comma after a point is rejected, not guessed', async () => {
   const file = path.join(tmp, 'eu.csv');
   fs.writeFileSync(file, 'kunde;betrag\n1;12,50\n1;1,25\n2;3\n2;1.234,50\n');

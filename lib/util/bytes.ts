@@ -114,6 +114,12 @@ function smallNum(src: Uint8Array, s: number, e: number): number {
   return a * 4 + 1;
 }
 
+/** Days in month mo (1-12) of year y, in the proleptic Gregorian calendar. */
+function daysIn(y: number, mo: number): number {
+  if (mo === 2) return (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0 ? 29 : 28;
+  return mo === 4 || mo === 6 || mo === 9 || mo === 11 ? 30 : 31;
+}
+
 /**
  * Parse a date into out.date as yyyymmddhhmmss. Accepts YYYY-MM-DD and YYYY/MM/DD (with an
  * optional [T ]HH:MM[:SS[.fff]] and zone suffix, which is ignored), YYYYMMDD, and US M/D/YYYY
@@ -157,7 +163,7 @@ export function parseDate(src: Uint8Array, s: number, e: number, out: ParseOut):
     if (y < 0) return INVALID;
     i += 5;
   }
-  if (mo < 1 || mo > 12 || d < 1 || d > 31) return INVALID;
+  if (mo < 1 || mo > 12 || d < 1 || d > daysIn(y, mo)) return INVALID;
   let hh = 0;
   let mm = 0;
   let ss = 0;
