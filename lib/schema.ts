@@ -262,7 +262,12 @@ export function readSchema(file: string, opts: ColumnOptions): FileSchema {
   }
   const fieldCount = header.length;
   const listed = `columns: ${listColumns(header)}${formatHint(firstLine, header, format)}`;
-  const resolve = (flag: string, wanted: string | undefined, auto: string[], what: string, required: boolean): number => {
+  const resolve = (flag: string, given: string | undefined, auto: string[], what: string, required: boolean): number => {
+    // (a JavaScript caller may pass a column number as a number)
+    const wanted: unknown = typeof given === 'number' ? String(given) : given;
+    if (wanted !== undefined && typeof wanted !== 'string') {
+      throw new SegflowError('ERR_USAGE', `${flag} must be a column name or number, got ${typeof wanted}`);
+    }
     if (wanted !== undefined && wanted !== '') {
       const i = findColumn(header, wanted);
       if (i < 0) {

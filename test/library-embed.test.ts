@@ -97,6 +97,22 @@ test('two jobs on one pool: one aborted midway, the other unaffected', async () 
   }
 });
 
+test('columns by number from JavaScript (a number, not a string) pick the same columns; other types are usage errors', async () => {
+  const header = fs.readFileSync(smallFile, 'utf8').split('\n')[0].split(',');
+  const byName = await aggregate({ input: smallFile, out: path.join(tmp, 'cols-name'), workers: 1, force: true, userCol: header[0], amountCol: header[header.length - 1] });
+  const byNumber = await aggregate({
+    input: smallFile,
+    out: path.join(tmp, 'cols-number'),
+    workers: 1,
+    force: true,
+    ...({ userCol: 1, amountCol: header.length } as unknown as { userCol: string; amountCol: string }),
+  });
+  assert.equal([byNumber.rows, byNumber.users, byNumber.total], [byName.rows, byName.users, byName.total]);
+  const err = await aggregate({ input: smallFile, out: path.join(tmp, 'cols-bad'), workers: 1, force: true, ...({ userCol: {} } as unknown as { userCol: string }) }).catch((e: unknown) => e);
+  assert.instance(err, SegflowError);
+  assert.is((err as SegflowError).code, 'ERR_USAGE');
+});
+
 test('an already aborted signal rejects at once, and writes nothing', async () => {
   try {
     await aggregate({ input: smallFile, out: path.join(tmp, 'never'), workers: 1, signal: AbortSignal.abort() });
