@@ -309,15 +309,13 @@ function putValues(
   const lo = acc[o + SUM];
   const hi = acc[o + SUM + 1];
   p = putLimbs(buf, p, lo, hi, t.scale);
-  addExact(totals, 0, lo);
-  totals[1] += hi;
+  addLimbs(totals, 0, lo, hi, 0, 0);
   if (t.qtyOff >= 0) {
     const ql = acc[o + t.qtyOff];
     const qh = acc[o + t.qtyOff + 1];
     buf[p++] = 44;
     p = putLimbs(buf, p, ql, qh, t.qscale);
-    addExact(totals, 2, ql);
-    totals[3] += qh;
+    addLimbs(totals, 2, ql, qh, 0, 0);
   }
   if (t.dateOff >= 0) p += buf.write(`,${formatDate(acc[o + t.dateOff], dateHasTime)},${formatDate(acc[o + t.dateOff + 1], dateHasTime)}`, p, 'latin1');
   return p;

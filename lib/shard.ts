@@ -4,7 +4,7 @@
  * buffer (no string per row). Exact totals are summed in limbs, never in float or per-row BigInt.
  */
 import { KeyTable, COUNT, SUM } from './table.js';
-import { addExact, formatScaled, limbsToBig } from './util/exact.js';
+import { addLimbs, formatScaled, limbsToBig } from './util/exact.js';
 import { formatDate } from './util/bytes.js';
 
 /** Ids of a table in byte order of their keys. */
@@ -190,8 +190,7 @@ export function formatShard(t: KeyTable, dateHasTime: boolean): { text: Buffer; 
     const hi = acc[o + SUM + 1];
     if (hi === 0 && lo < TWO53 && lo > -TWO53) out.scaled(lo, t.scale);
     else out.ascii(formatScaled(limbsToBig(lo, hi), t.scale));
-    addExact(totals, 0, lo);
-    totals[1] += hi;
+    addLimbs(totals, 0, lo, hi, 0, 0);
     if (t.qtyOff >= 0) {
       const ql = acc[o + t.qtyOff];
       const qh = acc[o + t.qtyOff + 1];
@@ -199,8 +198,7 @@ export function formatShard(t: KeyTable, dateHasTime: boolean): { text: Buffer; 
       out.buf[out.pos++] = 44;
       if (qh === 0) out.scaled(ql, t.qscale);
       else out.ascii(formatScaled(limbsToBig(ql, qh), t.qscale));
-      addExact(totals, 2, ql);
-      totals[3] += qh;
+      addLimbs(totals, 2, ql, qh, 0, 0);
     }
     if (t.dateOff >= 0) out.ascii(`,${formatDate(acc[o + t.dateOff], dateHasTime)},${formatDate(acc[o + t.dateOff + 1], dateHasTime)}`);
     out.ensure(1);

@@ -20,7 +20,7 @@ export const EXACT_MAX = BigInt(HI_MAX) * BIG_BASE;
 function beyondExact(): never {
   throw new SegflowError(
     'ERR_BAD_INPUT',
-    'a user\'s total or quantity is past the exact range: sums are exact up to 2^103 units of their last decimal place (about 1.0e13 when some amount has 18 decimal places, 1.0e29 with 2)',
+    'a sum is past the exact range: totals and quantities (of a user, and of all users) are exact up to 2^103 units of their last decimal place (about 1.0e13 when some amount has 18 decimal places, 1.0e29 with 2)',
   );
 }
 
