@@ -16,7 +16,7 @@ import zlib from 'node:zlib';
 import { F_QTY, F_DATE, hashBytes } from './table.js';
 import { ScanTable, type BatchArrays, type DenseWindow } from './scan-table.js';
 import { encodeScanTable, type DenseSegment } from './partial.js';
-import { EMPTY, INVALID, OK, TOO_PRECISE, parseDate, parseDecimal, type ParseOut } from './util/bytes.js';
+import { EMPTY, INVALID, OK, TOO_LARGE, TOO_PRECISE, parseDate, parseDecimal, type ParseOut } from './util/bytes.js';
 import { MAX_SCALE } from './util/exact.js';
 import { SegflowError } from './errors.js';
 import { KERNEL_MAX_FIELDS, KERNEL_READ_AREA, RECORD, kernelOwner, lineKernel, type LineKernel } from './kernel/lines.js';
@@ -1395,6 +1395,7 @@ function quoteText(src: Uint8Array, s: number, e: number): string {
 function numberReason(st: number, what: string, name: string, src: Uint8Array, s: number, e: number): string {
   if (st === EMPTY) return `missing ${what} (${name})`;
   if (st === TOO_PRECISE) return `${what} has more than 15 significant digits: ${quoteText(src, s, e)} (${name})`;
+  if (st === TOO_LARGE) return `${what} is past 2^53 units of its last decimal place: ${quoteText(src, s, e)} (${name})`;
   if (st === INVALID) return `${what} is not a number: ${quoteText(src, s, e)} (${name})`;
   return `bad ${what} (${name})`;
 }

@@ -270,6 +270,22 @@ test('price x quantity with decimals in both, and quantity / date columns', asyn
   assert.is(text, 'user_id,purchases,total,quantity,first_date,last_date\n7,2,3.175,-0.5,2010-12-01 08:45:00,2011-01-02 10:00:00\n8,1,3.000,3.0,2010-01-05 00:00:00,2010-01-05 00:00:00\n');
 });
 
+test('an exponent adds no significant digits: 1e15 and 12e14 are counted; past 2^53 units it is rejected as too large', async () => {
+  const file = path.join(tmp, 'exponents.csv');
+  fs.writeFileSync(file, 'user_id,amount\na,1e15\nb,12e14\nc,900719925474099e1\nd,1.5e2\ne,25E-2\nf,999999999999999e10\ng,1e16\nh,1234567890123456\ni,1e500\n');
+  const out = path.join(tmp, 'exponents-out');
+  const s = await aggregate({ input: file, out, pool: pool2, force: true, shards: 1, rangeSize: 40 });
+  assert.is(fs.readFileSync(path.join(out, 'users-00000-of-00001.csv'), 'utf8'), 'user_id,purchases,total\na,1,1000000000000000.00\nb,1,1200000000000000.00\nc,1,9007199254740990.00\nd,1,150.00\ne,1,0.25\n');
+  assert.is(s.rows.rejected, 4);
+  const reasons = fs.readFileSync(path.join(out, 'rejects.jsonl'), 'utf8').trim().split('\n').map((x) => JSON.parse(x).reason);
+  assert.equal(reasons, [
+    'amount is past 2^53 units of its last decimal place: "999999999999999e10" (amount)',
+    'amount is past 2^53 units of its last decimal place: "1e16" (amount)',
+    'amount has more than 15 significant digits: "1234567890123456" (amount)',
+    'amount is past 2^53 units of its last decimal place: "1e500" (amount)',
+  ]);
+});
+
 test('dates that are not on the calendar are rejected: day past the month, Feb 29 outside leap years', async () => {
   const file = path.join(tmp, 'calendar.csv');
   const good = ['2020-02-29', '2000-02-29', '2021-04-30', '1/31/2021', '20240229', '2021/12/31 23:59:59'];

@@ -19,13 +19,18 @@ export const OK = 0;
 export const EMPTY = 1;
 export const INVALID = 2;
 export const TOO_PRECISE = 3;
+/** Past 2^53 units of its last decimal place once its exponent is applied (`1e16`). */
+export const TOO_LARGE = 4;
+/** The largest |m| a parser returns: every integer up to it is exact in float64. */
+const M_MAX = 2 ** 53;
 
 const SP = 32;
 const TAB = 9;
 
 /**
  * Parse a decimal number ([+-]digits[.digits][e[+-]digits], surrounding blanks allowed) exactly
- * into out.m / out.dp. At most 15 significant digits (so m is exact in float64). With
+ * into out.m / out.dp. At most 15 significant digits, and with an exponent at most 2^53 units of
+ * the last place (so m is exact in float64). With
  * `decimalComma` (files whose delimiter is not a comma), `12,50` is read as 12.50; a comma after a
  * point (`1.234,50`) is still an error, never a guess.
  */
@@ -71,19 +76,20 @@ export function parseDecimal(src: Uint8Array, s: number, e: number, out: ParseOu
       c = src[i];
       if (c < 48 || c > 57) return INVALID;
       x = x * 10 + (c - 48);
-      if (x > 400) return TOO_PRECISE;
+      // (a negative one only adds places: past 18 the row is rejected for them)
+      if (x > 400 && !eneg) return TOO_LARGE;
     }
     if (i === xs) return INVALID;
+    if (digits > 15) return TOO_PRECISE;
     if (eneg) dp += x;
     else if (x <= dp) dp -= x;
     else {
-      // shift left past the decimal point: multiply
+      // shift left past the decimal point: multiply (each product exact while m stays within
+      // M_MAX, and no multiple of 10 is M_MAX itself); the zeros added are not significant digits
       const up = x - dp;
       dp = 0;
-      for (let k = 0; k < up; k++) {
-        m *= 10;
-        digits++;
-      }
+      for (let k = 0; k < up && m <= M_MAX; k++) m *= 10;
+      if (m > M_MAX) return TOO_LARGE;
     }
   }
   if (digits > 15) return TOO_PRECISE;
