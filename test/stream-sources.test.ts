@@ -6,7 +6,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -167,6 +167,38 @@ test('stdin: records piped into the CLI; changes on stdout; exit 0 at the end of
   const exp = at('stdin-export');
   await exportState({ state, out: exp, workers: 2 });
   sameUsers(ref, exp);
+});
+
+test('--changes to /dev/stdout, a named pipe or /dev/null: written, no fsync error, exit 0', async () => {
+  const seg = at('seg');
+  const y = rowsOf('y', 2000, 7);
+  const text = csv(y.header, y.rows);
+  const fifo = at('changes.fifo');
+  execFileSync('mkfifo', [fifo]);
+  for (const target of ['/dev/stdout', fifo, '/dev/null']) {
+    const state = at(`dev-state-${path.basename(target)}`);
+    // a reader for the named pipe (opening it to write waits for one)
+    let piped = '';
+    const reader = target === fifo ? spawn('cat', [fifo], { stdio: ['ignore', 'pipe', 'inherit'] }) : undefined;
+    reader?.stdout!.on('data', (d: Buffer) => (piped += d.toString()));
+    const readerDone = reader ? new Promise((resolve) => reader.once('exit', resolve)) : Promise.resolve();
+    const child = spawn(process.execPath, [CLI, 'stream', '--from', seg, '--state', state, '--changes', target, '--batch-ms', '30', '--quiet'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    child.stdin!.on('error', () => {});
+    child.stdin!.end(text);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    assert.is(await exit, 0, `${target}: ${err}`);
+    clearTimeout(timer);
+    await readerDone;
+    const lines = (target === fifo ? piped : out).trim();
+    const events = lines === '' ? [] : lines.split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    if (target === '/dev/null') assert.is(events.length, 0);
+    else assert.ok(events.length > 0, `${target}: changes came through`);
+  }
 });
 
 test.after(() => {

@@ -27,7 +27,7 @@ export function register(cli: Argv): Argv {
         .option('follow', { describe: 'follow a growing file (like tail -F: survives rotation and truncation)', type: 'string' })
         .option('watch', { describe: 'read each new file dropped into this folder once (place files atomically: write elsewhere, then rename)', type: 'string' })
         .option('export', { describe: 'write the state as an aggregate output (users-*.csv, segments-*.csv, summary.json) into this folder, and exit', type: 'string' })
-        .option('changes', { describe: 'append the changes to this file instead of stdout (cut back to the checkpoint on restart: exactly once)', type: 'string' })
+        .option('changes', { describe: 'append the changes to this file instead of stdout (cut back to the checkpoint on restart: exactly once; a pipe or device is written to, not cut back)', type: 'string' })
         .option('batch-ms', { describe: 'micro-batch interval in ms', type: 'number', default: 500 })
         .option('batch-rows', { describe: 'cut a batch early once about this many rows wait (estimated from bytes per row)', type: 'number' })
         .option('recluster-every', { describe: 're-fit k-means on the whole state: a duration (60s, 5m) or a share of new rows (0.1 or 10%)', type: 'string' })
@@ -75,7 +75,8 @@ export function register(cli: Argv): Argv {
         watch: a.watch as string | undefined,
         input: useStdin ? process.stdin : undefined,
         start: a.start as 'auto' | 'beginning' | 'end',
-        changes: (a.changes as string | undefined) ?? process.stdout,
+        // (- or /dev/stdout: the process's stdout stream, which may be a socket that cannot be opened by name)
+        changes: a.changes === undefined || a.changes === '-' || a.changes === '/dev/stdout' ? process.stdout : (a.changes as string),
         batchMs: a.batchMs as number,
         batchRows: a.batchRows as number | undefined,
         reclusterEvery: a.reclusterEvery as string | undefined,

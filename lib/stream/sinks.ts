@@ -15,6 +15,12 @@ export class AppendFile {
   readonly file: string;
   /** Bytes in the file. */
   bytes: number;
+  /**
+   * A regular file (not a pipe, a terminal or /dev/null): only such a file can be cut back to a
+   * checkpoint or synced. Written to a pipe, what came after the last checkpoint is written again
+   * after a restart.
+   */
+  readonly regular: boolean;
   private fd: number;
 
   /**
@@ -25,8 +31,10 @@ export class AppendFile {
     this.file = path.resolve(file);
     fs.mkdirSync(path.dirname(this.file), { recursive: true });
     this.fd = fs.openSync(this.file, 'a');
-    let size = fs.fstatSync(this.fd).size;
-    if (cutTo !== undefined && size > cutTo) {
+    const st = fs.fstatSync(this.fd);
+    this.regular = st.isFile();
+    let size = this.regular ? st.size : 0;
+    if (this.regular && cutTo !== undefined && size > cutTo) {
       fs.ftruncateSync(this.fd, cutTo);
       size = cutTo;
     }
@@ -42,7 +50,7 @@ export class AppendFile {
   }
 
   sync(): void {
-    fs.fsyncSync(this.fd);
+    if (this.regular) fs.fsyncSync(this.fd);
   }
 
   close(): void {
