@@ -58,10 +58,15 @@ export class OutputDir {
     if (!out) throw new SegflowError('ERR_USAGE', '--out is required');
     const abs = path.resolve(out);
     OutputDir.check(abs, force);
-    fs.mkdirSync(path.dirname(abs), { recursive: true });
-    removeStaleTemps(abs);
     const tmp = path.join(path.dirname(abs), `.${path.basename(abs)}${TMP_TAG}${process.pid}-${crypto.randomBytes(4).toString('hex')}`);
-    fs.mkdirSync(tmp);
+    try {
+      fs.mkdirSync(path.dirname(abs), { recursive: true });
+      removeStaleTemps(abs);
+      fs.mkdirSync(tmp);
+    } catch (err) {
+      // a parent that is a file, a read-only or virtual file system: the folder cannot be made there
+      throw new SegflowError('ERR_USAGE', `--out ${abs} cannot be created: ${(err as Error).message}`, { out: abs });
+    }
     return new OutputDir(abs, tmp, force);
   }
 

@@ -114,6 +114,22 @@ test('a missing file, a glob that matches nothing, a folder with no inputs', asy
   expectCli(['missing.csv'], 2, /^segflow: input not found: missing\.csv\n$/);
 });
 
+test('--out or --state under a file: a usage error naming the flag (exit 2); a stream that fails to start leaves no state folder', () => {
+  fs.writeFileSync(at('plain-file'), 'x');
+  fs.writeFileSync(at('ok.csv'), 'user_id,amount\n1,2\n');
+  const run = (args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', cwd: tmp, timeout: 30_000 });
+  const out = run(['aggregate', 'ok.csv', '--out', path.join(at('plain-file'), 'sub'), '-q']);
+  assert.is(out.status, 2, out.stderr);
+  assert.match(out.stderr, /^segflow: --out .*plain-file\/sub cannot be created: /);
+  assert.not.match(out.stderr, /\n\s+at /);
+  const st = run(['stream', '--from', at('no-such-segment'), '--state', path.join(at('plain-file'), 'state'), '--quiet']);
+  assert.is(st.status, 2, st.stderr);
+  assert.match(st.stderr, /^segflow: --state .*plain-file\/state cannot be created: /);
+  const gone = run(['stream', '--from', at('no-such-segment'), '--state', at('new-state'), '--quiet']);
+  assert.is(gone.status, 2, gone.stderr);
+  assert.not.ok(fs.existsSync(at('new-state')), 'the state folder the failed start made is removed');
+});
+
 test('a truncated gzip file', async () => {
   await expectError('truncated.csv.gz', 2, 'ERR_BAD_INPUT', /^truncated\.csv\.gz: not a readable gzip file \(unexpected end of file\)$/);
 });

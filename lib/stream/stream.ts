@@ -81,7 +81,13 @@ const BATCH_BYTES_PER_WORKER = 16 << 20;
  */
 export async function stream(options: StreamOptions): Promise<StreamHandle> {
   const settled = settle(options);
-  fs.mkdirSync(options.state, { recursive: true });
+  // a state folder this call makes is removed again when the stream fails to start
+  const made = !fs.existsSync(options.state);
+  try {
+    fs.mkdirSync(options.state, { recursive: true });
+  } catch (err) {
+    throw new SegflowError('ERR_USAGE', `--state ${path.resolve(options.state)} cannot be created: ${(err as Error).message}`, { state: options.state });
+  }
   const lock = StateLock.acquire(options.state);
   const ownPool = !options.pool;
   let pool: SegflowPool | undefined;
@@ -96,6 +102,7 @@ export async function stream(options: StreamOptions): Promise<StreamHandle> {
     runner?.closeFiles();
     lock.release();
     if (ownPool) await pool?.destroy();
+    if (made) fs.rmSync(options.state, { recursive: true, force: true });
     throw err;
   }
 }
