@@ -133,18 +133,23 @@ test('follow: rotation (the old file read to its end, then the new one) and trun
   sameUsers(ref, exp);
 });
 
+/** `segflow stream ARGS` as a child with piped stdio: its stdout and stderr text so far, and its exit code. */
+function streamCli(args: string[]): { child: ReturnType<typeof spawn>; io: { out: string; err: string }; exit: Promise<number | null> } {
+  const child = spawn(process.execPath, [CLI, 'stream', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const io = { out: '', err: '' };
+  child.stdout!.on('data', (d: Buffer) => (io.out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (io.err += d.toString()));
+  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  // a child that dies early fails the exit-code assertion, not the runner with EPIPE
+  child.stdin!.on('error', () => {});
+  return { child, io, exit };
+}
+
 test('stdin: records piped into the CLI; changes on stdout; exit 0 at the end of input', async () => {
   const seg = at('seg');
   const y = rowsOf('y', 5000, 6);
   const state = at('stdin-state');
-  const child = spawn(process.execPath, [CLI, 'stream', '--from', seg, '--state', state, '--workers', '2', '--batch-ms', '30', '--quiet'], { stdio: ['pipe', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  // a child that dies early fails the exit-code assertion below, not the runner with EPIPE
-  child.stdin!.on('error', () => {});
+  const { child, io, exit } = streamCli(['--from', seg, '--state', state, '--workers', '2', '--batch-ms', '30', '--quiet']);
   const text = csv(y.header, y.rows);
   // a header and a record cut across writes
   child.stdin!.write(text.slice(0, 30));
@@ -153,9 +158,9 @@ test('stdin: records piped into the CLI; changes on stdout; exit 0 at the end of
   await new Promise((r) => setTimeout(r, 80));
   child.stdin!.end(text.slice(100_000));
   const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-  assert.is(await exit, 0, err);
+  assert.is(await exit, 0, io.err);
   clearTimeout(timer);
-  const events = out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  const events = io.out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
   assert.ok(events.length > 0);
   assert.equal(Object.keys(events[0]), ['user_id', 'from', 'to', 'purchases', 'total', 'at']);
   // the spool is gone once read
@@ -182,19 +187,13 @@ test('--changes to /dev/stdout, a named pipe or /dev/null: written, no fsync err
     const reader = target === fifo ? spawn('cat', [fifo], { stdio: ['ignore', 'pipe', 'inherit'] }) : undefined;
     reader?.stdout!.on('data', (d: Buffer) => (piped += d.toString()));
     const readerDone = reader ? new Promise((resolve) => reader.once('exit', resolve)) : Promise.resolve();
-    const child = spawn(process.execPath, [CLI, 'stream', '--from', seg, '--state', state, '--changes', target, '--batch-ms', '30', '--quiet'], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    child.stdin!.on('error', () => {});
+    const { child, io, exit } = streamCli(['--from', seg, '--state', state, '--changes', target, '--batch-ms', '30', '--quiet']);
     child.stdin!.end(text);
     const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    assert.is(await exit, 0, `${target}: ${err}`);
+    assert.is(await exit, 0, `${target}: ${io.err}`);
     clearTimeout(timer);
     await readerDone;
-    const lines = (target === fifo ? piped : out).trim();
+    const lines = (target === fifo ? piped : io.out).trim();
     const events = lines === '' ? [] : lines.split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     if (target === '/dev/null') assert.is(events.length, 0);
     else assert.ok(events.length > 0, `${target}: changes came through`);
