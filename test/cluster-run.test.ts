@@ -136,6 +136,11 @@ test('the CLI: a committed run restarted with its --run-id rebuilds the output f
     [[], [], []],
     'no task ran again',
   );
+  // the same --run-id for another job (another amount column) is refused, not answered with this run
+  const other = env.spawn('cli-other', process.execPath, [CLI, 'aggregate', input, '--out', path.join(env.dir, 'out-other'), '--cluster', env.redisUrl, '--store', store, '--run-id', 'clean-file', '--shards', String(SHARDS), '--amount-col', 'Product_Category_1', '--quiet'], env.env);
+  assert.is(await within(other.exited, 30_000), 2, other.lines.join('\n'));
+  assert.match(other.lines.join('\n'), /run clean-file in .* was planned for other inputs or options/);
+  assert.not.ok(fs.existsSync(path.join(env.dir, 'out-other')));
 });
 
 test('the CLI: segment --cluster gives the local segments', async () => {

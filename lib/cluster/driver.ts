@@ -324,9 +324,9 @@ class Driver {
     }
   }
 
-  /** Plan the run, or load the plan of the run being resumed and check it still holds. */
-  private async plan(): Promise<Plan> {
-    const { options, store, runId, shards } = this.c;
+  /** This job's inputs, their schemas, and the fingerprint a run's plan must match to be this job's. */
+  private async fingerprint(): Promise<{ sources: string[]; schemas: Awaited<ReturnType<typeof readClusterSchema>>[]; fingerprint: string }> {
+    const { options, shards } = this.c;
     const inputs = await resolveClusterInputs(options.input);
     const schemas = await Promise.all(inputs.map((i) => readClusterSchema(i, options)));
     checkConsistent(schemas, options);
@@ -340,12 +340,25 @@ class Driver {
         schemas: schemas.map((s) => [s.file, s.size, s.compressed, s.format, s.delimiter, s.dataStart, s.headerLines, s.header, s.fieldCount, s.user, s.amount, s.quantity, s.date, s.names]),
       }),
     );
+    return { sources, schemas, fingerprint };
+  }
+
+  /** Fail when the run's plan was made for other inputs or options than this job's. */
+  private checkSameJob(p: Plan, fingerprint: string): void {
+    if (p.fingerprint !== fingerprint) {
+      const { store, runId } = this.c;
+      throw new SegflowError('ERR_USAGE', `run ${runId} in ${store.url} was planned for other inputs or options (inputs, their sizes, columns or --shards differ); use a new --run-id`, { runId });
+    }
+  }
+
+  /** Plan the run, or load the plan of the run being resumed and check it still holds. */
+  private async plan(): Promise<Plan> {
+    const { options, store, runId, shards } = this.c;
+    const { sources, schemas, fingerprint } = await this.fingerprint();
     const prior = await store.get(keys.plan(runId));
     if (prior) {
       const p = JSON.parse(prior.toString('utf8')) as Plan;
-      if (p.fingerprint !== fingerprint) {
-        throw new SegflowError('ERR_USAGE', `run ${runId} in ${store.url} was planned for other inputs or options (inputs, their sizes, columns or --shards differ); use a new --run-id`, { runId });
-      }
+      this.checkSameJob(p, fingerprint);
       this.resumed = true;
       return p;
     }
@@ -560,6 +573,8 @@ class Driver {
     if (!raw) throw new SegflowError('ERR_INTERNAL', `run ${runId}: ${keys.plan(runId)} is missing next to its _SUCCESS`);
     const plan = JSON.parse(raw.toString('utf8')) as Plan;
     if (plan.shards !== this.c.shards) throw new SegflowError('ERR_USAGE', `run ${runId} was committed with --shards ${plan.shards}, not ${this.c.shards}`, { runId });
+    // a committed run is this job's output only when it was planned for the same inputs and columns
+    this.checkSameJob(plan, (await this.fingerprint()).fingerprint);
     const totalBytes = plan.schemas.reduce((s, f) => s + (f.compressed ? f.size * 4 : f.size - f.dataStart), 0);
     this.warnings.push(...manifest.warnings);
     this.timings.plan = performance.now() - this.c.t0;
