@@ -470,14 +470,20 @@ class Progress {
     this.rejects -= rejects;
     this.done--;
   }
+  /** The counts last shown: a range scanned again (after a lost worker) does not take them back. */
+  private shown = { bytes: 0, records: 0, rejects: 0 };
   emit(stage: Stage, done: number, total: number): void {
     if (!this.cb) return;
+    const shown = this.shown;
+    shown.bytes = Math.max(shown.bytes, Math.min(this.bytes, this.totalBytes));
+    shown.records = Math.max(shown.records, this.records);
+    shown.rejects = Math.max(shown.rejects, this.rejects);
     this.cb({
       stage,
-      bytes: Math.min(this.bytes, this.totalBytes),
+      bytes: shown.bytes,
       totalBytes: this.totalBytes,
-      records: this.records,
-      rejects: this.rejects,
+      records: shown.records,
+      rejects: shown.rejects,
       done,
       total,
       elapsedMs: performance.now() - this.t0,

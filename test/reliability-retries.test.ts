@@ -67,8 +67,14 @@ test('a worker that crashes holding the rows of earlier ranges: those ranges are
   const out = path.join(tmp, 'crash-held');
   const one = new SegflowPool({ workers: 1 });
   try {
-    const s = await withFaults('scan:crash:every=3', () => aggregate({ input, out, pool: one, rangeSize: RANGE }));
+    const seen: { bytes: number; records: number; rejects: number }[] = [];
+    const s = await withFaults('scan:crash:every=3', () => aggregate({ input, out, pool: one, rangeSize: RANGE, onProgress: (e) => seen.push(e) }));
     assert.ok(s.rescanned >= 3, `${s.rescanned} ranges scanned again`);
+    // the ranges scanned again do not take the progress counts back
+    for (let i = 1; i < seen.length; i++) {
+      assert.ok(seen[i].bytes >= seen[i - 1].bytes && seen[i].records >= seen[i - 1].records && seen[i].rejects >= seen[i - 1].rejects, `progress went back at event ${i}`);
+    }
+    assert.is(seen[seen.length - 1].records, s.rows.counted);
     assert.is(s.rows.counted, cleanSummary.rows.counted);
     assert.is(s.total, cleanSummary.total);
     assertSameOutput(out, clean, 'differs from the clean run');
