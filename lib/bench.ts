@@ -41,9 +41,9 @@ export interface BenchRow {
   seconds: number;
   /** Input MB (10^6 bytes) per second at the median. */
   mbPerSec: number;
-  /** Median time of the first row over this row's. */
+  /** Median time of the row with the fewest workers over this row's. */
   speedup: number;
-  /** speedup / (workers / first row's workers). */
+  /** speedup / (workers / that row's workers). */
   efficiency: number;
   /** Every run, in seconds. */
   runs: number[];
@@ -68,8 +68,15 @@ export async function benchWorkers(o: BenchOptions): Promise<BenchResult> {
   const files = resolveInputs(o.input);
   const bytes = files.reduce((s, f) => s + fs.statSync(f).size, 0);
   const counts = o.workers ?? defaultWorkerCounts();
-  if (counts.length === 0 || counts.some((w) => !Number.isInteger(w) || w < 1)) {
-    throw new SegflowError('ERR_USAGE', `--workers must list positive integers, got ${counts.join(',')}`);
+  if (!Array.isArray(counts) || counts.length === 0 || counts.some((w) => !Number.isInteger(w) || w < 1)) {
+    throw new SegflowError('ERR_USAGE', `--workers must list positive integers, got ${String(counts)}`);
+  }
+  if (new Set(counts).size !== counts.length) throw new SegflowError('ERR_USAGE', `--workers lists a count twice: ${counts.join(',')}`);
+  if (o.shards !== undefined && !(Number.isInteger(o.shards) && o.shards >= 1)) {
+    throw new SegflowError('ERR_USAGE', `--shards must be a positive integer, got ${o.shards}`);
+  }
+  if (o.rangeSize !== undefined && !(Number.isFinite(o.rangeSize) && o.rangeSize >= 1)) {
+    throw new SegflowError('ERR_USAGE', `--range-size must be a positive number of bytes, got ${o.rangeSize}`);
   }
   const rounds = o.rounds ?? 5;
   const warmup = o.warmup ?? 3;
@@ -100,6 +107,7 @@ export async function benchWorkers(o: BenchOptions): Promise<BenchResult> {
       await bench.run();
       for (const task of bench.tasks) {
         const r = task.result;
+        if (r.state === 'errored' && r.error instanceof SegflowError) throw r.error;
         if (r.state !== 'completed') throw new SegflowError('ERR_INTERNAL', `bench with ${task.name} workers: ${r.state === 'errored' ? String(r.error) : r.state}`);
       }
     }
@@ -117,7 +125,8 @@ export async function benchWorkers(o: BenchOptions): Promise<BenchResult> {
     const seconds = median(runs);
     return { workers: w, seconds, mbPerSec: bytes / 1e6 / seconds, speedup: 1, efficiency: 1, runs };
   });
-  const base = rows[0];
+  // speedup and efficiency against the fewest workers, wherever that count is in the list
+  const base = rows.reduce((a, b) => (b.workers < a.workers ? b : a));
   for (const row of rows) {
     row.speedup = base.seconds / row.seconds;
     row.efficiency = row.speedup / (row.workers / base.workers);

@@ -39,7 +39,13 @@ test('--warmup sets the untimed rounds; bad counts are usage errors', async () =
   assert.equal(order, [2, 1]);
   assert.is(r.warmup, 0);
   assert.match(benchTable(r), 'after 0 warm-up runs');
-  for (const bad of [{ warmup: -1 }, { warmup: 1.5 }, { rounds: 0 }]) {
+  // speedup and efficiency are against the fewest workers, listed second here
+  const one = r.rows.find((x) => x.workers === 1)!;
+  const two = r.rows.find((x) => x.workers === 2)!;
+  assert.is(one.speedup, 1);
+  assert.is(one.efficiency, 1);
+  assert.ok(Math.abs(two.speedup - one.seconds / two.seconds) < 1e-12);
+  for (const bad of [{ warmup: -1 }, { warmup: 1.5 }, { rounds: 0 }, { workers: [1, 1] }, { shards: 0 }, { rangeSize: 0 }]) {
     try {
       await benchWorkers({ input, workers: [1], rounds: 1, ...bad });
       assert.unreachable(`${JSON.stringify(bad)} accepted`);
