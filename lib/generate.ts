@@ -49,11 +49,23 @@ const TIERS = [
 /** Write a synthetic sales file. */
 export function generate(o: GenerateOptions): GenerateSummary {
   const t0 = performance.now();
-  if (!o.out) throw new SegflowError('ERR_USAGE', '--out is required');
+  if (!o || !o.out || typeof o.out !== 'string') throw new SegflowError('ERR_USAGE', '--out is required');
   if (o.size === undefined && o.rows === undefined) throw new SegflowError('ERR_USAGE', 'give --size BYTES or --rows N');
+  const whole = (flag: string, v: unknown, min: number, max: number): void => {
+    if (v !== undefined && !(typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max)) {
+      throw new SegflowError('ERR_USAGE', `${flag} must be an integer from ${min} to ${max}, got ${String(v)}`);
+    }
+  };
+  // (at most 2^32 rows and users: the generator's ids and counters are 32-bit)
+  whole('--rows', o.rows, 0, 2 ** 32);
+  if (o.size !== undefined && !(typeof o.size === 'number' && o.size >= 0 && o.size <= 2 ** 42)) {
+    throw new SegflowError('ERR_USAGE', `--size must be from 0 to 4 TiB, got ${String(o.size)}`);
+  }
+  whole('--users', o.users, 1, 2 ** 32);
+  whole('--seed', o.seed, 0, 2 ** 32 - 1);
+  whole('--decimals', o.decimals, 0, 9);
   const avgRow = 48;
   const rowsWanted = o.rows ?? Math.ceil((o.size as number) / avgRow);
-  if (!(rowsWanted >= 0)) throw new SegflowError('ERR_USAGE', '--rows/--size must be positive');
   const users = Math.max(1, o.users ?? Math.floor(rowsWanted / 12));
   const seed = o.seed ?? 1;
   const decimals = o.decimals ?? 0;

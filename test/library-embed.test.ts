@@ -135,6 +135,20 @@ test('generate writes the rows asked for, also with fewer users than spend tiers
   }
 });
 
+test('generate: a count that is not a whole number in range is a usage error, and no file is written', () => {
+  const file = path.join(tmp, 'bad-generate.csv');
+  for (const bad of [{ rows: 2.5 }, { rows: 5, users: 2.5 }, { rows: 5, users: Number.NaN }, { rows: 5, decimals: 30 }, { rows: 5, decimals: 2.5 }, { rows: 5, seed: -1 }, { rows: Infinity }, { size: -1 }]) {
+    try {
+      generate({ out: file, ...bad });
+      assert.unreachable(`${JSON.stringify(bad)} accepted`);
+    } catch (err) {
+      assert.instance(err, SegflowError, JSON.stringify(bad));
+      assert.is((err as SegflowError).code, 'ERR_USAGE', JSON.stringify(bad));
+    }
+    assert.not.ok(fs.existsSync(file), 'no file');
+  }
+});
+
 test('segment on a kept pool: progress through cluster and report, in order', async () => {
   // `segment` joins the public entry with issue 6; until then this test has nothing to check
   const segment = (segflow as Record<string, unknown>).segment as ((o: object) => Promise<AggregateSummary>) | undefined;
