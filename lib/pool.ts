@@ -98,7 +98,11 @@ export class SegflowPool {
     if (!Number.isInteger(attempts) || attempts < 1) throw new SegflowError('ERR_USAGE', `attempts must be a positive integer, got ${attempts}`);
     this.workers = workers;
     this.attempts = attempts;
-    this.taskTimeoutMs = options.taskTimeoutMs ?? envTimeout();
+    const timeout = options.taskTimeoutMs;
+    if (timeout !== undefined && !(typeof timeout === 'number' && timeout > 0)) {
+      throw new SegflowError('ERR_USAGE', `taskTimeoutMs must be a positive number of milliseconds, got ${String(timeout)}`);
+    }
+    this.taskTimeoutMs = timeout ?? envTimeout();
     // workers free the shared sections of their last task with a GC (see util/gc.ts)
     exposeGc();
     this.#piscina = new Piscina({

@@ -42,6 +42,17 @@ test('pool workers run with require(esm) off, so Piscina loads tasks with import
   assert.is(await requireInWorker(argv), 'ERR_REQUIRE_ESM');
 });
 
+test('pool options out of range are usage errors before any worker starts', () => {
+  for (const bad of [{ workers: 0 }, { workers: 1.5 }, { attempts: 0 }, { taskTimeoutMs: -1 }, { taskTimeoutMs: Number.NaN }, { taskTimeoutMs: 0 }]) {
+    try {
+      new SegflowPool({ workers: 1, ...bad });
+      assert.unreachable(`${JSON.stringify(bad)} accepted`);
+    } catch (err) {
+      assert.is((err as { code?: string }).code, 'ERR_USAGE', String(err));
+    }
+  }
+});
+
 test('pools destroyed while their workers start, then a pool that runs a job', async () => {
   for (let i = 0; i < 10; i++) {
     const pool = new SegflowPool({ workers: 2 });
