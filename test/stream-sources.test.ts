@@ -10,6 +10,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { generate } from '../lib/generate.js';
@@ -198,6 +199,20 @@ test('--changes to /dev/stdout, a named pipe or /dev/null: written, no fsync err
     if (target === '/dev/null') assert.is(events.length, 0);
     else assert.ok(events.length > 0, `${target}: changes came through`);
   }
+});
+
+test('a Readable input: string chunks are read as UTF-8; a bad column is ERR_COLUMN, not a second close of the spool', async () => {
+  const seg = at('seg');
+  const y = rowsOf('y', 300, 8);
+  const text = csv(y.header, y.rows);
+  const state = at('readable-state');
+  const h = await stream({ from: seg, state, workers: 1, once: true, input: Readable.from([text.slice(0, 77), text.slice(77)]) });
+  const r = await h.done;
+  assert.is(r.records, 300);
+  const bad = await stream({ from: seg, state: at('readable-bad'), workers: 1, once: true, userCol: 'nope', input: Readable.from([Buffer.from(text)]) })
+    .then((x) => x.done)
+    .catch((e: unknown) => e);
+  assert.is((bad as { code?: string }).code, 'ERR_COLUMN', String(bad));
 });
 
 test.after(() => {

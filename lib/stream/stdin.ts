@@ -110,7 +110,9 @@ export class StdinSource implements Source {
       if (m && !sessions.has(Number(m[1]))) fs.rmSync(path.join(this.dir, name), { force: true });
     }
     this.session = maxSession + 1;
-    input.on('data', (chunk: Buffer) => {
+    // (a Readable of strings, or one with an encoding set, gives strings: written as UTF-8)
+    input.on('data', (data: Buffer | string) => {
+      const chunk = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
       try {
         this.write(chunk);
       } catch (err) {
@@ -215,10 +217,16 @@ export class StdinSource implements Source {
   private closePart(): void {
     const part = this.part;
     if (!part) return;
-    fs.closeSync(part.fd);
-    this.attach(true);
-    if (part.cursor) part.cursor.sealed = true;
+    // (forgotten before attach, which may throw: close() must not close the fd a second time)
     this.part = undefined;
+    fs.closeSync(part.fd);
+    this.part = part;
+    try {
+      this.attach(true);
+    } finally {
+      this.part = undefined;
+    }
+    if (part.cursor) part.cursor.sealed = true;
   }
 
   private end(): void {
