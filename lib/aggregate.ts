@@ -51,6 +51,7 @@ export interface AggregateResult {
 
 /** Validate and fill the options. */
 export function settle(o: AggregateOptions) {
+  checkShapes(o);
   const shards = o.shards ?? DEFAULT_SHARDS;
   if (!Number.isInteger(shards) || shards < 1 || shards > 65535) throw new SegflowError('ERR_USAGE', `--shards must be an integer from 1 to 65535, got ${o.shards}`);
   if (o.rangeSize !== undefined && (!Number.isInteger(o.rangeSize) || o.rangeSize < 1)) {
@@ -69,6 +70,24 @@ export function settle(o: AggregateOptions) {
   return { shards, memory, maxBadRatio };
 }
 
+/**
+ * The options' types, for JavaScript callers (a TypeError from deep inside a job says nothing):
+ * a usage error naming the option instead.
+ */
+function checkShapes(o: AggregateOptions): void {
+  const fail = (name: string, want: string, got: unknown): never => {
+    throw new SegflowError('ERR_USAGE', `${name} must be ${want}, got ${got === null ? 'null' : typeof got}`);
+  };
+  if (typeof o !== 'object' || o === null) fail('the options', 'an object', o);
+  const input = o.input as unknown;
+  if (!(typeof input === 'string' || (Array.isArray(input) && input.every((x) => typeof x === 'string')))) fail('input', 'a path or an array of paths', input);
+  if (typeof o.out !== 'string' || o.out === '') fail('out', 'a folder path', o.out);
+  if (o.delimiter !== undefined && typeof o.delimiter !== 'string') fail('delimiter', 'a string', o.delimiter);
+  if (o.onProgress !== undefined && typeof o.onProgress !== 'function') fail('onProgress', 'a function', o.onProgress);
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) fail('signal', 'an AbortSignal', o.signal);
+  if (o.pool !== undefined && !(o.pool instanceof SegflowPool)) fail('pool', 'a SegflowPool', o.pool);
+}
+
 /** Run `aggregate`: resolves to the summary it writes as summary.json. */
 export async function aggregate(options: AggregateOptions): Promise<AggregateSummary> {
   const r = await runAggregate(options, 'aggregate');
@@ -85,6 +104,7 @@ export async function aggregate(options: AggregateOptions): Promise<AggregateSum
  * pool open. On failure everything is cleaned up and the error rethrown.
  */
 export async function runAggregate(options: AggregateOptions, command: 'aggregate' | 'segment'): Promise<AggregateResult> {
+  checkShapes(options);
   if (options.cluster) return (await import('./cluster/driver.js')).runAggregateOnCluster(options, command);
   const t0 = performance.now();
   const { shards, memory, maxBadRatio } = settle(options);

@@ -65,6 +65,7 @@ export { defaultWorkerCounts };
 
 /** Run the worker-count benchmark. */
 export async function benchWorkers(o: BenchOptions): Promise<BenchResult> {
+  if (typeof o !== 'object' || o === null) throw new SegflowError('ERR_USAGE', 'benchWorkers needs its options ({ input, workers, ... })');
   const files = resolveInputs(o.input);
   const bytes = files.reduce((s, f) => s + fs.statSync(f).size, 0);
   const counts = o.workers ?? defaultWorkerCounts();

@@ -135,6 +135,25 @@ test('generate writes the rows asked for, also with fewer users than spend tiers
   }
 });
 
+test('options of the wrong type from JavaScript are usage errors naming the option, not TypeErrors', async () => {
+  const good = { input: smallFile, out: path.join(tmp, 'shapes'), workers: 1 };
+  const cases: [unknown, RegExp][] = [
+    [undefined, /the options must be an object/],
+    [{ ...good, input: 5 }, /^input must be/],
+    [{ ...good, out: 7 }, /^out must be a folder path/],
+    [{ ...good, delimiter: 5 }, /^delimiter must be a string/],
+    [{ ...good, pool: {} }, /^pool must be a SegflowPool/],
+    [{ ...good, signal: 'x' }, /^signal must be an AbortSignal/],
+    [{ ...good, onProgress: 5 }, /^onProgress must be a function/],
+  ];
+  for (const [o, msg] of cases) {
+    const err = await aggregate(o as Parameters<typeof aggregate>[0]).catch((e: unknown) => e);
+    assert.instance(err, SegflowError, String(err));
+    assert.is((err as SegflowError).code, 'ERR_USAGE');
+    assert.match((err as SegflowError).message, msg);
+  }
+});
+
 test('generate: a count that is not a whole number in range is a usage error, and no file is written', () => {
   const file = path.join(tmp, 'bad-generate.csv');
   for (const bad of [{ rows: 2.5 }, { rows: 5, users: 2.5 }, { rows: 5, users: Number.NaN }, { rows: 5, decimals: 30 }, { rows: 5, decimals: 2.5 }, { rows: 5, seed: -1 }, { rows: Infinity }, { size: -1 }]) {
