@@ -130,6 +130,18 @@ test('--out or --state under a file: a usage error naming the flag (exit 2); a s
   assert.not.ok(fs.existsSync(at('new-state')), 'the state folder the failed start made is removed');
 });
 
+test('segflow worker: bad --workers, --stalled-interval-ms or --tmp-dir exit 2 naming the flag, before connecting', () => {
+  for (const [args, msg] of [
+    [['--workers', '0'], /^segflow: --workers must be a positive integer/],
+    [['--stalled-interval-ms', '0'], /^segflow: --stalled-interval-ms must be a positive number/],
+    [['--tmp-dir', at('no-such-folder')], /^segflow: --tmp-dir .* is not a folder/],
+  ] as const) {
+    const r = spawnSync(process.execPath, [CLI, 'worker', '--redis', 'redis://127.0.0.1:1', ...args], { encoding: 'utf8', cwd: tmp, timeout: 30_000 });
+    assert.is(r.status, 2, r.stderr);
+    assert.match(r.stderr, msg);
+  }
+});
+
 test('a truncated gzip file', async () => {
   await expectError('truncated.csv.gz', 2, 'ERR_BAD_INPUT', /^truncated\.csv\.gz: not a readable gzip file \(unexpected end of file\)$/);
 });

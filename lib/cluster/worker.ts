@@ -109,12 +109,19 @@ class SegflowWorker extends Worker {
 export async function startWorker(options: WorkerProcessOptions): Promise<WorkerHandle> {
   const redisUrl = checkRedisUrl(options.redis, '--redis');
   const threads = options.workers ?? defaultWorkers();
+  if (!Number.isInteger(threads) || threads < 1) throw new SegflowError('ERR_USAGE', `--workers must be a positive integer, got ${options.workers}`);
   const memory = options.memory ?? defaultMemory();
   if (!(memory > 0)) throw new SegflowError('ERR_USAGE', `--memory must be a positive number of bytes, got ${options.memory}`);
   const concurrency = options.concurrency ?? threads * 2;
   if (!Number.isInteger(concurrency) || concurrency < 1) throw new SegflowError('ERR_USAGE', `--concurrency must be a positive integer, got ${options.concurrency}`);
   const lockMs = options.lockMs ?? 30_000;
   if (!(lockMs >= 500)) throw new SegflowError('ERR_USAGE', `--lock-ms must be at least 500, got ${options.lockMs}`);
+  if (options.stalledIntervalMs !== undefined && !(options.stalledIntervalMs > 0)) {
+    throw new SegflowError('ERR_USAGE', `--stalled-interval-ms must be a positive number, got ${options.stalledIntervalMs}`);
+  }
+  if (options.tmpDir !== undefined && !(fs.existsSync(options.tmpDir) && fs.statSync(options.tmpDir).isDirectory())) {
+    throw new SegflowError('ERR_USAGE', `--tmp-dir ${options.tmpDir} is not a folder`);
+  }
   const budget = planMemory(memory, threads);
   // one attempt per pool task: BullMQ retries, on any machine
   const pool = new SegflowPool({ workers: threads, attempts: 1, maxOldGenerationSizeMb: budget.workerHeapMb });
