@@ -52,11 +52,7 @@ export interface AggregateResult {
 /** Validate and fill the options. */
 export function settle(o: AggregateOptions) {
   checkShapes(o);
-  const shards = o.shards ?? DEFAULT_SHARDS;
-  if (!Number.isInteger(shards) || shards < 1 || shards > 65535) throw new SegflowError('ERR_USAGE', `--shards must be an integer from 1 to 65535, got ${o.shards}`);
-  if (o.rangeSize !== undefined && (!Number.isInteger(o.rangeSize) || o.rangeSize < 1)) {
-    throw new SegflowError('ERR_USAGE', `--range-size must be a positive integer (bytes), got ${o.rangeSize}`);
-  }
+  const shards = settleLayout(o);
   const memory = o.memory ?? defaultMemory();
   if (!(memory > 0)) throw new SegflowError('ERR_USAGE', `--memory must be a positive number of bytes, got ${o.memory}`);
   const maxBadRatio = o.maxBadRatio ?? 1;
@@ -68,6 +64,16 @@ export function settle(o: AggregateOptions) {
     throw new SegflowError('ERR_USAGE', (err as Error).message);
   }
   return { shards, memory, maxBadRatio };
+}
+
+/** Check --shards and --range-size (also for `segflow bench`, before its pools start); the shard count. */
+export function settleLayout(o: { shards?: number; rangeSize?: number }): number {
+  const shards = o.shards ?? DEFAULT_SHARDS;
+  if (!Number.isInteger(shards) || shards < 1 || shards > 65535) throw new SegflowError('ERR_USAGE', `--shards must be an integer from 1 to 65535, got ${o.shards}`);
+  if (o.rangeSize !== undefined && (!Number.isInteger(o.rangeSize) || o.rangeSize < 1)) {
+    throw new SegflowError('ERR_USAGE', `--range-size must be a positive integer (bytes), got ${o.rangeSize}`);
+  }
+  return shards;
 }
 
 /**
@@ -104,8 +110,8 @@ export async function aggregate(options: AggregateOptions): Promise<AggregateSum
  * pool open. On failure everything is cleaned up and the error rethrown.
  */
 export async function runAggregate(options: AggregateOptions, command: 'aggregate' | 'segment'): Promise<AggregateResult> {
-  checkShapes(options);
-  if (options.cluster) return (await import('./cluster/driver.js')).runAggregateOnCluster(options, command);
+  // (settle checks the options' types, here or in the cluster driver)
+  if (options?.cluster) return (await import('./cluster/driver.js')).runAggregateOnCluster(options, command);
   const t0 = performance.now();
   const { shards, memory, maxBadRatio } = settle(options);
   const signal = options.signal;

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Bench } from 'tinybench';
-import { aggregate } from './aggregate.js';
+import { aggregate, settleLayout } from './aggregate.js';
 import { SegflowPool, defaultWorkerCounts } from './pool.js';
 import { SegflowError } from './errors.js';
 import { resolveInputs } from './inputs.js';
@@ -73,12 +73,7 @@ export async function benchWorkers(o: BenchOptions): Promise<BenchResult> {
     throw new SegflowError('ERR_USAGE', `--workers must list positive integers, got ${String(counts)}`);
   }
   if (new Set(counts).size !== counts.length) throw new SegflowError('ERR_USAGE', `--workers lists a count twice: ${counts.join(',')}`);
-  if (o.shards !== undefined && !(Number.isInteger(o.shards) && o.shards >= 1)) {
-    throw new SegflowError('ERR_USAGE', `--shards must be a positive integer, got ${o.shards}`);
-  }
-  if (o.rangeSize !== undefined && !(Number.isFinite(o.rangeSize) && o.rangeSize >= 1)) {
-    throw new SegflowError('ERR_USAGE', `--range-size must be a positive number of bytes, got ${o.rangeSize}`);
-  }
+  settleLayout(o);
   const rounds = o.rounds ?? 5;
   const warmup = o.warmup ?? 3;
   if (!Number.isInteger(rounds) || rounds < 1 || !Number.isInteger(warmup) || warmup < 0) {

@@ -1357,10 +1357,6 @@ class RangeScanner {
 }
 
 
-/**
- * The value of src[s, e) (at most 15 bytes) when they are all digits, else -1. Up to nine digits
- * in int32 arithmetic (a float multiply-add per digit is a longer dependency chain).
- */
 /** Whether the bytes [s, e) are UTF-8: ASCII checked here, the rest by Node's validator. */
 function utf8Key(src: Uint8Array, s: number, e: number): boolean {
   let high = 0;
@@ -1368,6 +1364,10 @@ function utf8Key(src: Uint8Array, s: number, e: number): boolean {
   return high < 0x80 || isUtf8(src.subarray(s, e));
 }
 
+/**
+ * The value of src[s, e) (at most 15 bytes) when they are all digits, else -1. Up to nine digits
+ * in int32 arithmetic (a float multiply-add per digit is a longer dependency chain).
+ */
 function plainDigits(src: Uint8Array, s: number, e: number): number {
   if (e - s <= 9) {
     let x = 0;

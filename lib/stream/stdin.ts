@@ -217,11 +217,9 @@ export class StdinSource implements Source {
   private closePart(): void {
     const part = this.part;
     if (!part) return;
-    // (forgotten before attach, which may throw: close() must not close the fd a second time)
-    this.part = undefined;
-    fs.closeSync(part.fd);
-    this.part = part;
+    // (forgotten even when attach throws: close() must not close the fd a second time)
     try {
+      fs.closeSync(part.fd);
       this.attach(true);
     } finally {
       this.part = undefined;
